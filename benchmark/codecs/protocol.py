@@ -1,0 +1,140 @@
+"""The one protocol every codec (autoencoder, external codec, feature extractor) implements.
+
+Conventions
+-----------
+- Audio handed to a codec is mono float32 in [-1, 1] at ``info.sample_rate``, shape
+  ``[batch, samples]``. The pipeline resamples to the codec's rate and folds extra channels
+  (stereo, multi-channel) into the batch axis, so codecs never see channels.
+- ``encode`` returns latents ``[batch, latent_dim, frames]`` at ``info.latent_rate_hz``.
+- ``decode`` maps latents back to audio ``[batch, samples]`` at ``info.sample_rate``. A decoder
+  may return fewer or more samples than were encoded (e.g. Music2Latent crops to
+  ``4096 k + 1536`` samples); the pipeline aligns lengths (see ``benchmark.pipeline``).
+- ``features`` optionally returns a richer representation for probing (e.g. the
+  pre-bottleneck features of Music2Latent), ``[batch, dim, frames]``.
+- Feature-only extractors (log-mel, MFCC, chroma) set ``info.can_decode = False``; they take
+  part in probing only.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+
+class CodecError(RuntimeError):
+    """A codec failed on an input, or could not be built (bad config, missing weights)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecInfo:
+    """Static metadata of a codec.
+
+    Attributes
+    ----------
+    name: registry name (or import path) of the codec.
+    sample_rate: rate (Hz) the codec works at.
+    channels: channels modelled jointly; 1 means multi-channel audio is coded per channel.
+    latent_dim: channels of the latent sequence.
+    latent_rate_hz: latent frames per second.
+    compression_ratio: input numbers per latent number,
+        ``sample_rate * channels / (latent_dim * latent_rate_hz)``.
+    stochastic: whether decoding draws noise (diffusion / consistency decoders).
+    decode_steps: number of network evaluations per decode (None for non-iterative decoders).
+    can_decode: False for feature-only extractors.
+    has_features: whether ``features()`` returns something besides the latents.
+    code_license, weights_license: licences, shown in reports (e.g. CC BY-NC weights).
+    weights_id: content hash of the weights (``"none"`` for parameter-free codecs).
+    parameters: number of trainable parameters (0 for parameter-free codecs).
+    description: one line for listings.
+    """
+
+    name: str
+    sample_rate: int
+    latent_dim: int
+    latent_rate_hz: float
+    channels: int = 1
+    stochastic: bool = False
+    decode_steps: int | None = None
+    can_decode: bool = True
+    has_features: bool = False
+    code_license: str = "MIT"
+    weights_license: str = "n/a"
+    weights_id: str = "none"
+    parameters: int = 0
+    description: str = ""
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.sample_rate * self.channels / (self.latent_dim * self.latent_rate_hz)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["compression_ratio"] = round(self.compression_ratio, 4)
+        return d
+
+
+class Codec(abc.ABC):
+    """Base class for codecs. Subclasses set ``self.info`` in ``__init__``.
+
+    Constructor keyword arguments are the codec's configuration: they are recorded by
+    ``config()`` and take part in the cache key, so two differently configured instances of
+    the same codec never share cached artefacts.
+    """
+
+    info: CodecInfo
+
+    def __init__(self, **config: Any) -> None:
+        self._config = dict(config)
+
+    # -- protocol ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """``[batch, samples]`` audio at ``info.sample_rate`` -> ``[batch, dim, frames]``."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[batch, dim, frames]`` latents -> ``[batch, samples]`` audio."""
+        raise CodecError(f"codec {self.info.name!r} cannot decode (feature-only)")
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """Optional probing features ``[batch, dim, frames]``; None if the codec has none."""
+        return None
+
+    def to(self, device: str | torch.device) -> "Codec":
+        """Move weights to ``device`` (no-op for parameter-free codecs)."""
+        return self
+
+    # -- identity ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def identity(self) -> str:
+        """Stable 16-hex id of (name, config, weights). Keys every cached artefact."""
+        payload = json.dumps(
+            {"name": self.info.name, "config": self.config(), "weights": self.info.weights_id,
+             "version": getattr(self, "version", "1")},
+            sort_keys=True, default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_audio_batch(audio: torch.Tensor, codec: str) -> None:
+    """Raise a CodecError unless ``audio`` is a finite ``[batch, samples]`` float tensor."""
+    if audio.ndim != 2:
+        raise CodecError(f"{codec}: expected audio [batch, samples], got shape {tuple(audio.shape)}")
+    if not torch.isfinite(audio).all():
+        raise CodecError(f"{codec}: audio contains NaN or inf samples")
+
+
+def check_latents(latents: torch.Tensor, codec: str) -> None:
+    """Raise a CodecError unless ``latents`` is a finite ``[batch, dim, frames]`` tensor."""
+    if latents.ndim != 3:
+        raise CodecError(f"{codec}: expected latents [batch, dim, frames], got {tuple(latents.shape)}")
+    if not torch.isfinite(latents).all():
+        raise CodecError(f"{codec}: latents contain NaN or inf values; the encoder diverged or "
+                         "the latents file is corrupt - re-encode the item")

@@ -1,0 +1,1 @@
+"""Audio I/O, dataset abstraction and the built-in synthetic dataset."""

@@ -1,0 +1,103 @@
+"""Audio reading, validation and resampling.
+
+Conventions: audio arrays are float32 ``[channels, samples]`` in [-1, 1]; resampling uses
+soxr (VHQ). Every failure raises :class:`AudioError` whose message names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+
+
+class AudioError(ValueError):
+    """An audio file or array that cannot be used; the message says which and how to fix it."""
+
+
+def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False,
+               start: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 ``[channels, samples]``.
+
+    Parameters
+    ----------
+    sample_rate: resample to this rate (Hz) if given, else keep the file's rate.
+    mono: average channels to one.
+    start, duration: seconds to read (``duration=None`` reads to the end).
+
+    Returns
+    -------
+    (audio, rate) with audio ``[channels, samples]`` float32.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found; check the dataset root / file list")
+    try:
+        info = sf.info(str(path))
+        frame0 = int(round(start * info.samplerate))
+        frames = -1 if duration is None else int(round(duration * info.samplerate))
+        data, rate = sf.read(str(path), start=frame0, frames=frames, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types for corrupt or non-audio files
+        raise AudioError(f"{path}: cannot decode audio ({exc}); the file is corrupt or not audio - "
+                         "re-export it as WAV/FLAC or remove it from the dataset") from exc
+    audio = np.ascontiguousarray(data.T)
+    validate_audio(audio, str(path))
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sample_rate is not None and rate != sample_rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio, rate
+
+
+def validate_audio(audio: np.ndarray, name: str = "audio") -> None:
+    """Raise :class:`AudioError` for empty or non-finite audio ``[channels, samples]``."""
+    if audio.ndim != 2:
+        raise AudioError(f"{name}: expected [channels, samples], got shape {audio.shape}")
+    if audio.shape[1] == 0:
+        raise AudioError(f"{name}: the file holds no samples (empty audio); remove it or re-export it")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{name}: contains NaN or inf samples; re-export the file")
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Resample ``[channels, samples]`` from ``rate_in`` to ``rate_out`` Hz with soxr VHQ."""
+    if rate_in == rate_out:
+        return audio
+    out = soxr.resample(np.ascontiguousarray(audio.T), rate_in, rate_out, quality="VHQ")
+    return np.ascontiguousarray(out.T.astype(np.float32))
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write ``[channels, samples]`` audio atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), np.asarray(audio).T, sample_rate, subtype=subtype, format=_format_for(path))
+    tmp.replace(path)
+
+
+def _format_for(path: Path) -> str:
+    return {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_hash(audio: np.ndarray) -> str:
+    """SHA-256 hex digest of an array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(str(audio.dtype).encode())
+    h.update(str(audio.shape).encode())
+    h.update(np.ascontiguousarray(audio).tobytes())
+    return h.hexdigest()

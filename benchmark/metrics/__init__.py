@@ -1,0 +1,33 @@
+"""Reconstruction metrics: a registry of name -> ``"module:Class"``, imported lazily.
+
+Two kinds (see ``benchmark.metrics.base``):
+- item metrics compare one reference with one estimate (SI-SDR, ViSQOL, spectral distances);
+- set metrics compare two sets of clips (FAD).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from benchmark.metrics.base import ItemMetric, MetricCard, MetricError, SetMetric, SetMetricResult
+
+METRICS: dict[str, str] = {
+    "si_sdr": "benchmark.metrics.sisdr:SISDR",
+}
+
+
+def available_metrics() -> list[str]:
+    return sorted(METRICS)
+
+
+def create_metric(name: str, **kwargs) -> ItemMetric | SetMetric:
+    """Build the metric registered as ``name`` (or given as ``"module:Class"``)."""
+    target = METRICS.get(name, name)
+    if ":" not in target:
+        raise MetricError(f"unknown metric {name!r}; known: {', '.join(available_metrics())}")
+    module, attr = target.split(":", 1)
+    return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+__all__ = ["ItemMetric", "MetricCard", "MetricError", "SetMetric", "SetMetricResult",
+           "METRICS", "available_metrics", "create_metric"]
