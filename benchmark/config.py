@@ -1,0 +1,170 @@
+"""Run configuration: typed dataclasses, YAML presets and ``key=value`` CLI overrides.
+
+The resolved configuration is saved with every run (``results/<run>/config.yaml``); its hash
+names the run directory (``<preset>-<hash8>``). Presets live in ``benchmark/presets/*.yaml``.
+
+Override syntax (``--set``): dotted paths, values parsed as YAML, e.g.
+``--set dataset.options.preset=smoke --set probe.seeds=[0,1,2] --set max_items=20``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """Bad preset name, override or config value."""
+
+
+@dataclasses.dataclass
+class CodecSpec:
+    """One codec of a run.
+
+    name: registry name or ``"module:Class"`` import path.
+    options: constructor keyword arguments.
+    label: display name in tables (default: ``name``).
+    train: if set, the codec is trained first with these options (``preset``, ``steps``...)
+        and the resulting checkpoint is passed as ``options["checkpoint"]``.
+    """
+
+    name: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    label: str | None = None
+    train: dict[str, Any] | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+@dataclasses.dataclass
+class DatasetSpec:
+    name: str = "builtin"
+    root: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a run depends on.
+
+    reconstruction_split: split whose items are encoded+decoded for the reconstruction metrics.
+    max_items: cap on items per split (None = all), for quick looks.
+    batch_items: items encoded per codec call (same-length items are batched).
+    """
+
+    preset: str = "default"
+    dataset: DatasetSpec = dataclasses.field(default_factory=DatasetSpec)
+    codecs: list[CodecSpec] = dataclasses.field(default_factory=list)
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["si_sdr"])
+    metric_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["tagging", "key", "instrument", "pitch"])
+    probe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    representations: list[str] = dataclasses.field(default_factory=lambda: ["latents", "features"])
+    reconstruction_split: str = "test"
+    max_items: int | None = None
+    batch_items: int = 8
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 2
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        if "dataset" in data:
+            data["dataset"] = DatasetSpec(**data["dataset"])
+        if "codecs" in data:
+            data["codecs"] = [CodecSpec(**c) if isinstance(c, dict) else CodecSpec(name=str(c))
+                              for c in data["codecs"]]
+        return cls(**data)
+
+    def hash(self) -> str:
+        """16-hex hash of everything that affects results (not of ``workers``/``device``)."""
+        payload = self.to_dict()
+        for key in ("workers", "device"):
+            payload.pop(key, None)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.preset}-{self.hash()[:8]}"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    """Load ``benchmark/presets/<name>.yaml`` (or a path to a YAML file)."""
+    path = Path(name)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(available_presets())} "
+                          "(or give a path to a YAML file)")
+    data = yaml.safe_load(path.read_text()) or {}
+    data.setdefault("preset", path.stem)
+    return RunConfig.from_dict(data)
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``dotted.key=yaml_value`` overrides and return a new config."""
+    data = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. probe.seeds=[0,1,2])")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        target = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if isinstance(target, list):
+                target = target[_list_index(target, part, key)]
+            else:
+                if part not in target or target[part] is None:
+                    target[part] = {}
+                target = target[part]
+        last = parts[-1]
+        if isinstance(target, list):
+            target[_list_index(target, last, key)] = value
+        else:
+            target[last] = value
+    return RunConfig.from_dict(data)
+
+
+def _list_index(seq: list, part: str, key: str) -> int:
+    """Index a list by position or, for codec lists, by codec name/label."""
+    if part.isdigit():
+        return int(part)
+    for i, entry in enumerate(seq):
+        if isinstance(entry, dict) and part in (entry.get("name"), entry.get("label")):
+            return i
+    raise ConfigError(f"override {key!r}: no list entry named {part!r}")
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
+def default_cache_dir() -> Path:
+    """``$BENCHMARK_CACHE`` or ``~/.cache/m2l-benchmark``."""
+    return Path(os.environ.get("BENCHMARK_CACHE", Path.home() / ".cache" / "m2l-benchmark")).expanduser()

@@ -1,0 +1,184 @@
+"""Building blocks of Music2Latent (2-D over ``[batch, channels, freq, time]``, 1-D over
+``[batch, channels, time]``).
+
+- :class:`ResBlock`: pre-activation residual block (GroupNorm -> SiLU -> conv 3, optional
+  additive noise conditioning, GroupNorm -> SiLU -> dropout -> zero-initialised conv 3, plus a
+  1x1 skip when the channel count changes), optionally followed by frequency attention.
+- :class:`FreqAttention`: self-attention along the frequency axis only, one sequence per
+  (batch, time frame), tokens = channel vectors, no positional encoding, zero-initialised
+  output projection. Uses ``scaled_dot_product_attention`` (fused kernels).
+- Resamplers: frequency-only (÷4 / ×4 by a (5, 1) conv) and time+frequency (÷2 / ×2 by a
+  3x3 conv); upsampling is nearest-neighbour then conv.
+- :class:`FreqGain` (static per-frequency gain of the encoder), :class:`NoiseEmbedding`
+  (sinusoidal embedding of ``ln(sigma) / 4``).
+
+GroupNorm uses ``min(channels // 4, 32)`` groups everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.music2latent.config import norm_groups
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(norm_groups(channels), channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Set every parameter of ``module`` to zero (identity-at-init residual branches)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def _conv(dims: int, cin: int, cout: int, kernel: int) -> nn.Module:
+    cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    return cls(cin, cout, kernel, padding=kernel // 2)
+
+
+class FreqAttention(nn.Module):
+    """Multi-head self-attention along frequency, residual.
+
+    ``x [B, C, F, T] -> x + Attn(GN(x))`` where every (b, t) column ``[F, C]`` attends over
+    its F frequency rows independently of all other frames.
+    """
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"FreqAttention: {channels} channels not divisible by {heads} heads")
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = zero_init(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        h = self.norm(x).permute(0, 3, 2, 1)  # [B, T, F, C]
+        qkv = self.qkv(h).reshape(b, t, f, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each [B, T, heads, F, head_dim]
+        h = F.scaled_dot_product_attention(q, k, v)
+        h = h.permute(0, 1, 3, 2, 4).reshape(b, t, f, c)
+        return x + self.out(h).permute(0, 3, 2, 1)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block, 2-D (3x3) or 1-D (3).
+
+    Parameters
+    ----------
+    cin, cout: input/output channels (a 1x1 conv skip is added when they differ).
+    dims: 2 for ``[B, C, F, T]`` inputs, 1 for ``[B, C, T]``.
+    cond_dim: width of the conditioning vector ``[B, cond_dim]`` added (through a zero-init
+        linear layer) after the first conv; None for unconditioned blocks.
+    attention_heads: if given, :class:`FreqAttention` follows the residual sum (2-D only).
+    """
+
+    def __init__(self, cin: int, cout: int, dims: int = 2, cond_dim: int | None = None,
+                 attention_heads: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = group_norm(cin)
+        self.conv1 = _conv(dims, cin, cout, 3)
+        self.cond = zero_init(nn.Linear(cond_dim, cout)) if cond_dim else None
+        self.norm2 = group_norm(cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init(_conv(dims, cout, cout, 3))
+        self.skip = _conv(dims, cin, cout, 1) if cin != cout else nn.Identity()
+        if attention_heads and dims != 2:
+            raise ValueError("frequency attention needs 2-D blocks")
+        self.attention = FreqAttention(cout, attention_heads) if attention_heads else None
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        if self.cond is not None:
+            if cond is None:
+                raise ValueError("this ResBlock is noise-conditioned: pass cond [B, cond_dim]")
+            e = self.cond(cond)
+            h = h + e.reshape(*e.shape, *([1] * (h.ndim - 2)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        x = h + self.skip(x)
+        if self.attention is not None:
+            x = self.attention(x)
+        return x
+
+
+class Downsample(nn.Module):
+    """Level transition down: ``freq_only`` (÷factor in frequency, (5, 1) conv, stride
+    (factor, 1)) or ÷2 in frequency and time (3x3 conv, stride 2); optional GroupNorm first."""
+
+    def __init__(self, cin: int, cout: int, freq_only: bool, factor: int = 4,
+                 prenorm: bool = False) -> None:
+        super().__init__()
+        self.norm = group_norm(cin) if prenorm else nn.Identity()
+        if freq_only:
+            k = factor + 1
+            self.conv = nn.Conv2d(cin, cout, (k, 1), stride=(factor, 1), padding=(k // 2, 0))
+        else:
+            self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.norm(x))
+
+
+class Upsample(nn.Module):
+    """Level transition up: nearest ×factor in frequency then (5, 1) conv (``freq_only``), or
+    nearest ×2 in frequency and time then 3x3 conv."""
+
+    def __init__(self, cin: int, cout: int, freq_only: bool, factor: int = 4) -> None:
+        super().__init__()
+        self.scale = (factor, 1) if freq_only else (2, 2)
+        k = (factor + 1, 1) if freq_only else (3, 3)
+        self.conv = nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+
+
+class FreqGain(nn.Module):
+    """Static learned gain per frequency row (init 1): ``x [B, C, F, T] * g[F]``."""
+
+    def __init__(self, freq_bins: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(freq_bins))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain[:, None]
+
+
+class NoiseEmbedding(nn.Module):
+    """Sinusoidal embedding of the noise level: ``sigma [B] -> [B, dim]``.
+
+    The scalar ``ln(sigma) / 4`` is multiplied by ``dim / 2`` frequencies
+    ``10000^(-k / (dim/2 - 1))``, k = 0 .. dim/2 - 1; the output is ``[sin, cos]``.
+    """
+
+    def __init__(self, dim: int, max_period: float = 10000.0) -> None:
+        super().__init__()
+        half = dim // 2
+        freqs = max_period ** (-torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs.float(), persistent=False)
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        arg = (torch.log(sigma.float()) / 4.0)[:, None] * self.freqs.to(sigma.device)
+        return torch.cat((torch.sin(arg), torch.cos(arg)), dim=-1)
+
+
+def mlp(dims: list[int], last_activation: bool, zero_last: bool = False) -> nn.Sequential:
+    """Linear-SiLU stack; ``last_activation`` appends a SiLU after the last Linear."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(zero_init(nn.Linear(a, b)) if last and zero_last else nn.Linear(a, b))
+        if not last or last_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT3 = 1.0 / math.sqrt(3.0)

@@ -1,0 +1,262 @@
+"""Turn one or more runs' ``results.csv`` into Markdown, LaTeX and CSV tables and figures.
+
+Tables (each as ``.md``, ``.tex`` and ``.csv``):
+- ``reconstruction``: codec x reconstruction metric (mean with 95 % bootstrap CI), plus
+  parameters, compression ratio, decode steps and decode speed (x realtime);
+- ``probes``: codec x representation x head rows, task/metric columns (mean over seeds with
+  95 % CI over test items);
+- ``codecs``: the cost/metadata facts per codec.
+Figures (PNG + PDF): probe scores per task with CI error bars; per-item SI-SDR distribution.
+
+Values computed under different settings are never silently mixed: a FAD column whose
+settings (backbone, reference set, clips, duration) differ between rows gets a warning in the
+report, and every run's provenance (commit, hardware, dataset identity) is listed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COST_COLUMNS = ("parameters", "compression_ratio", "latent_rate_hz", "decode_steps", "encode_speed",
+                "decode_speed", "train_seconds")
+
+
+class ReportError(ValueError):
+    pass
+
+
+def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate ``results.csv`` and ``items.csv`` of the given run folders."""
+    frames, items = [], []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "results.csv"
+        if not path.exists():
+            raise ReportError(f"{path} not found: is {run_dir} a run folder written by `benchmark run`?")
+        frames.append(pd.read_csv(path))
+        if (Path(run_dir) / "items.csv").exists():
+            items.append(pd.read_csv(Path(run_dir) / "items.csv"))
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    per_item = pd.concat(items, ignore_index=True) if items else pd.DataFrame()
+    return results, per_item
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1e5:
+        return f"{value:.3g}"
+    return f"{value:.{digits}f}"
+
+
+def _with_ci(row: pd.Series, digits: int = 3) -> str:
+    text = _fmt(row["value"], digits)
+    if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+        text += f" [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
+    return text
+
+
+def _arrow(higher_is_better) -> str:
+    if pd.isna(higher_is_better) or higher_is_better == "":
+        return ""
+    return " ↑" if str(higher_is_better).lower() in ("true", "1", "1.0") else " ↓"
+
+
+def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
+    recon = results[results["stage"] == "reconstruction"]
+    cost = results[results["stage"] == "cost"]
+    if recon.empty and cost.empty:
+        return pd.DataFrame()
+    codecs = list(dict.fromkeys(list(recon["codec_label"]) + list(cost["codec_label"])))
+    table = pd.DataFrame(index=pd.Index(codecs, name="codec"))
+    for metric, group in recon.groupby("metric", sort=False):
+        header = f"{metric} ({group['unit'].iloc[0]}){_arrow(group['higher_is_better'].iloc[0])}"
+        table[header] = group.drop_duplicates("codec_label", keep="last").set_index("codec_label").apply(
+            _with_ci, axis=1)
+    for metric in ("parameters", "compression_ratio", "decode_steps", "decode_speed"):
+        group = cost[cost["metric"] == metric].drop_duplicates("codec_label", keep="last").set_index("codec_label")
+        if not group.empty:
+            unit = group["unit"].iloc[0]
+            table[f"{metric} ({unit})"] = group["value"].map(
+                lambda v: _fmt(v, 0 if metric in ("parameters", "decode_steps") else 1))
+    return table.fillna("–")
+
+
+def probe_table(results: pd.DataFrame) -> pd.DataFrame:
+    probes = results[(results["stage"] == "probe") & (results["seed"].isna() | (results["seed"] == ""))]
+    if probes.empty:
+        probes = results[results["stage"] == "probe"]
+    if probes.empty:
+        return pd.DataFrame()
+    probes = probes.assign(column=probes["task"] + ": " + probes["metric"],
+                           row=list(zip(probes["codec_label"], probes["representation"], probes["head"])))
+    cells = probes.drop_duplicates(["row", "column"], keep="last").assign(cell=lambda d: d.apply(_with_ci, axis=1))
+    table = cells.pivot(index="row", columns="column", values="cell")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["codec", "representation", "head"])
+    order = list(dict.fromkeys(cells["row"]))
+    return table.loc[order].fillna("–")
+
+
+def cost_table(results: pd.DataFrame) -> pd.DataFrame:
+    cost = results[results["stage"] == "cost"]
+    if cost.empty:
+        return pd.DataFrame()
+    table = cost.drop_duplicates(["codec_label", "metric"], keep="last").pivot(
+        index="codec_label", columns="metric", values="value")
+    table = table[[c for c in COST_COLUMNS if c in table.columns]]
+    lic = cost.drop_duplicates("codec_label", keep="last").set_index("codec_label")["settings"].map(
+        lambda s: json.loads(s).get("license", "") if isinstance(s, str) and s.startswith("{") else "")
+    table = table.map(lambda v: _fmt(v, 2))
+    table["license"] = lic
+    table.index.name = "codec"
+    return table
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A booktabs LaTeX table (no jinja2 needed)."""
+    def esc(text) -> str:
+        text = str(text)
+        for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"),
+                     ("↑", "$\\uparrow$"), ("↓", "$\\downarrow$"), ("–", "--")):
+            text = text.replace(a, b)
+        return text
+
+    index_names = [n or "" for n in (table.index.names if table.index.nlevels > 1 else [table.index.name])]
+    header = [esc(n) for n in index_names] + [esc(c) for c in table.columns]
+    lines = ["\\begin{table}[t]", "\\centering", "\\small",
+             "\\begin{tabular}{" + "l" * len(index_names) + "r" * len(table.columns) + "}", "\\toprule",
+             " & ".join(header) + " \\\\", "\\midrule"]
+    for idx, row in table.iterrows():
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        lines.append(" & ".join([esc(i) for i in idx] + [esc(v) for v in row.values]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{esc(caption)}}}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    flat = table.reset_index()
+    header = "| " + " | ".join(str(c) for c in flat.columns) + " |"
+    rule = "|" + "|".join("---" for _ in flat.columns) + "|"
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def setting_warnings(results: pd.DataFrame) -> list[str]:
+    """Warn when a set metric (FAD) was computed under different settings across rows."""
+    warnings = []
+    recon = results[(results["stage"] == "reconstruction") & results["settings"].notna()]
+    for metric, group in recon.groupby("metric"):
+        settings = {s for s in group["settings"] if isinstance(s, str) and s.startswith("{")}
+        if len(settings) > 1:
+            keys = ("backbone", "reference", "n_clips", "clip_seconds")
+            parsed = [json.loads(s) for s in settings]
+            differ = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1]
+            if differ:
+                warnings.append(f"{metric}: values computed under different settings ({', '.join(differ)}); "
+                                "do not compare them directly")
+    return warnings
+
+
+def probe_figure(results: pd.DataFrame, out: Path) -> Path | None:
+    probes = results[(results["stage"] == "probe") & (results["seed"].isna() | (results["seed"] == ""))]
+    if probes.empty:
+        return None
+    # one primary metric per task: the first metric listed for that task
+    primary = probes.groupby("task")["metric"].first()
+    probes = probes[probes.apply(lambda r: primary[r["task"]] == r["metric"], axis=1)]
+    head = probes["head"].iloc[0]
+    probes = probes[probes["head"] == head]
+    probes = probes.assign(label=probes["codec_label"] + np.where(probes["representation"] == "features", " (feat.)", ""))
+    tasks = list(dict.fromkeys(probes["task"]))
+    labels = list(dict.fromkeys(probes["label"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(labels), 2)))
+    for ax, task in zip(axes[0], tasks):
+        sub = probes[probes["task"] == task].drop_duplicates("label", keep="last").set_index("label")
+        vals = [sub["value"].get(l, np.nan) for l in labels]
+        low = [v - sub["ci_low"].get(l, v) if pd.notna(sub["ci_low"].get(l, np.nan)) else 0 for l, v in zip(labels, vals)]
+        high = [sub["ci_high"].get(l, v) - v if pd.notna(sub["ci_high"].get(l, np.nan)) else 0 for l, v in zip(labels, vals)]
+        ax.bar(range(len(labels)), vals, color=colors[: len(labels)], yerr=[low, high], capsize=2)
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{task}: {primary[task]}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Probe scores ({head} head, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    png = out / "probes.png"
+    fig.savefig(png, dpi=150)
+    fig.savefig(out / "probes.pdf")
+    plt.close(fig)
+    return png
+
+
+def item_figure(items: pd.DataFrame, out: Path, metric: str = "si_sdr") -> Path | None:
+    if items.empty or metric not in set(items["metric"]):
+        return None
+    sub = items[(items["metric"] == metric) & np.isfinite(items["value"].astype(float))]
+    labels = list(dict.fromkeys(sub["codec_label"]))
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 3.4))
+    ax.boxplot([sub[sub["codec_label"] == l]["value"].astype(float) for l in labels], showfliers=True)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} per item")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    png = out / f"{metric}_per_item.png"
+    fig.savefig(png, dpi=150)
+    fig.savefig(out / f"{metric}_per_item.pdf")
+    plt.close(fig)
+    return png
+
+
+def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """Write tables and figures for ``run_dirs`` into ``out_dir``; returns the files written."""
+    results, items = load_runs([Path(r) for r in run_dirs])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    sections = ["# Benchmark report", ""]
+    for name, table, caption in (
+        ("reconstruction", reconstruction_table(results),
+         "Reconstruction quality (mean [95% bootstrap CI] over test items) and cost."),
+        ("probes", probe_table(results), "Probe scores on test (mean over seeds [95% CI over test items])."),
+        ("codecs", cost_table(results), "Codec facts: parameters, compression, speed (x realtime), licences."),
+    ):
+        if table.empty:
+            continue
+        for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table, caption))):
+            path = out_dir / f"{name}{suffix}"
+            path.write_text(text + "\n")
+            written.append(path)
+        table.to_csv(out_dir / f"{name}.csv")
+        written.append(out_dir / f"{name}.csv")
+        sections += [f"## {name.capitalize()}", "", caption, "", to_markdown(table), ""]
+    warnings = setting_warnings(results) if not results.empty else []
+    if warnings:
+        sections += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+    for fig in (probe_figure(results, out_dir), item_figure(items, out_dir)):
+        if fig is not None:
+            written.append(fig)
+            sections += [f"![{fig.stem}]({fig.name})", ""]
+    if not results.empty:
+        prov = results.drop_duplicates("run")[["run", "git_commit", "hardware", "dataset", "dataset_id", "config_hash"]]
+        sections += ["## Provenance", "", to_markdown(prov.set_index("run")), ""]
+        cards = results[results["stage"] == "reconstruction"].drop_duplicates("metric")
+        if not cards.empty:
+            sections += ["## Metric cards", ""]
+            for _, c in cards.iterrows():
+                sections.append(f"- **{c['metric']}** ({c['unit']}{_arrow(c['higher_is_better'])}): "
+                                f"{c['convention']}; {c['implementation']} v{c['metric_version']}")
+            sections.append("")
+    readme = out_dir / "report.md"
+    readme.write_text("\n".join(sections))
+    written.append(readme)
+    return written
