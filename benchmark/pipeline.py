@@ -282,7 +282,7 @@ class Pipeline:
                 estimate = resample(decoded["audio"], run.codec.info.sample_rate, native)
                 if estimate.shape[0] != reference.shape[0]:
                     raise CodecError(f"decoded {estimate.shape[0]} channels for {reference.shape[0]} input channels")
-                aligned = [align_pair(r, e, name=item.id) for r, e in zip(reference, estimate)]
+                aligned = [align_pair(r, e) for r, e in zip(reference, estimate)]
             except Exception as exc:
                 self._item_error(run, "metrics", item, exc)
                 continue

@@ -114,9 +114,14 @@ class Codec(abc.ABC):
 
     @property
     def identity(self) -> str:
-        """Stable 16-hex id of (name, config, weights). Keys every cached artefact."""
+        """Stable 16-hex id of (name, class, config, weights, version). Keys every cached artefact.
+
+        Subclasses bump a class attribute ``version`` when their output changes for the same
+        config and weights, which invalidates cached artefacts.
+        """
         payload = json.dumps(
-            {"name": self.info.name, "config": self.config(), "weights": self.info.weights_id,
+            {"name": self.info.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+             "config": self.config(), "weights": self.info.weights_id,
              "version": getattr(self, "version", "1")},
             sort_keys=True, default=str,
         )

@@ -1,0 +1,711 @@
+"""The built-in labelled music dataset, rendered deterministically from MIDI with FluidSynth.
+
+It lets every stage of the benchmark (reconstruction metrics, latent probes) run offline with
+no downloaded data. Audio is synthesised by :mod:`benchmark.data.synth` from a General MIDI
+SoundFont (default: ``TimGM6mb.sf2`` shipped inside ``pretty_midi``; any ``.sf2`` may be
+given as ``soundfont``).
+
+Content
+-------
+**Notes** (NSynth-like, ``kind=note``): one note per file, onset at 0 s, note-off at 50-75 %
+of the clip so the release is heard. Labels ``instrument`` (one of the 11 families in
+:data:`FAMILIES`, several GM programs each, see :data:`PROGRAMS`) and ``pitch`` (MIDI number,
+within ``[pitch_min, pitch_max]`` and the program's playable range). Extra columns:
+``program``, ``velocity`` (``[velocity_min, velocity_max]``), ``note_off_s``. Dry (no reverb or
+chorus).
+
+**Clips** (``kind=clip``): multi-instrument excerpts in one of the 24 keys (label ``key`` in
+``mir_eval`` spelling, see :data:`KEYS`): a chord instrument playing a diatonic progression
+(sustained, on-beat stabs or arpeggios), a melody from the scale (85 % of clips), a bass on the
+chord roots (70 %) and GM drums on channel 10 (``drum_probability``), at a tempo drawn from
+one of three bins (slow 60-88, medium 92-116, fast 120-160 BPM). Minor keys use natural minor
+with a major dominant (harmonic-minor leading tone). Label ``tags`` (multi-label, vocabulary
+:data:`TAGS`): the family of every pitched part present (``bass`` for the bass line),
+``drums``, ``slow``/``fast`` (medium tempo gets neither) and ``major``/``minor``. Extra
+columns: ``tempo_bpm``, ``programs``, ``progression``.
+
+All audio is mono, peak-normalised to ``peak_dbfs`` (default -1 dBFS; FluidSynth's own level
+is about -20 dBFS), with a 10 ms (notes) / 20 ms (clips) fade at the end against clicks, and
+stored as 16-bit WAV at ``sample_rate`` (FluidSynth renders at that rate; no resampling).
+
+Splits (train/valid/test, ~70/15/15) cannot leak
+------------------------------------------------
+- A split is a pure function of a *group key* hashed with SHA-256 (:func:`split_of`), so
+  adding items (a bigger ``n_notes``/``n_clips``) never moves an existing one, and the rule
+  does not depend on the seed.
+- Notes: the group key is ``(program, pitch)`` and every (program, pitch) combination occurs
+  at most once in the whole dataset, so no near-duplicate render (same preset, same key, other
+  velocity) can sit in two splits. Notes are chosen family by family in a seeded hash order;
+  a valid/test note is only taken once its family and pitch already occur in train (it is
+  deferred otherwise), so every instrument and pitch class that is evaluated was seen in
+  training.
+- Clips: each clip is composed from its own seed (``seed``, clip index); the group key is the
+  clip id. Keys are dealt in a seeded cycle of the 24 keys *per split*, so each split holds
+  every key once before any repeats and, as train is the largest split, every key in valid or
+  test is also in train (with >= 24 train clips, all 24 keys are).
+
+Presets (:data:`BUILTIN_PRESETS`; times measured on a 2-core CPU, 2 workers)
+----------------------------------------------------------------------------
+========  =====  ======================  =======================  ============  ========
+preset    rate   notes                   clips                    pitch range   gen. time
+========  =====  ======================  =======================  ============  ========
+smoke     22050  66 x 1 s                24 x 3 s                 48-72         ~2 s
+default   44100  480 x 1 s               160 x 5 s                36-84         ~10 s
+large     44100  2000 x 2 s              800 x 10 s               28-96         ~90 s
+========  =====  ======================  =======================  ============  ========
+
+Cache
+-----
+The dataset lives in ``<root>/datasets/builtin-<identity>/`` (``root`` defaults to
+``$BENCHMARK_CACHE`` or ``~/.cache/m2l-benchmark``): ``notes/*.wav``, ``clips/*.wav``,
+``metadata.csv``, ``spec.json`` and the completion marker ``complete.json``, written last.
+``identity`` hashes the spec (without the SoundFont path), the SoundFont's SHA-256, the
+FluidSynth version and :data:`GENERATOR_VERSION`. A folder with the marker is a cache hit;
+without it, generation resumes (files are written atomically, so every file present is
+complete). Each item is rendered from its own seed in a fresh synthesizer, so the bytes do
+not depend on the number of workers or their order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.data.audio import file_hash, write_audio
+from benchmark.data.dataset import Dataset, DatasetError, identity_of, read_metadata, write_metadata
+from benchmark.data import synth
+
+log = logging.getLogger(__name__)
+
+#: Bump whenever the generator's output changes for the same spec (renames every cache folder).
+GENERATOR_VERSION = 1
+
+# -- vocabularies ----------------------------------------------------------------------------
+FAMILIES: tuple[str, ...] = ("keyboard", "mallet", "organ", "guitar", "bass", "strings", "brass",
+                             "reed", "flute", "synth_lead", "vocal")
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A General MIDI program used by the dataset, with its family and playable range (MIDI)."""
+
+    number: int
+    name: str
+    family: str
+    lowest: int
+    highest: int
+
+
+#: 0-based GM program -> :class:`Program`; ranges follow the real instruments.
+PROGRAMS: dict[int, Program] = {p.number: p for p in (
+    Program(0, "acoustic grand piano", "keyboard", 21, 108),
+    Program(1, "bright acoustic piano", "keyboard", 21, 108),
+    Program(4, "electric piano 1", "keyboard", 28, 103),
+    Program(5, "electric piano 2", "keyboard", 28, 103),
+    Program(6, "harpsichord", "keyboard", 29, 89),
+    Program(7, "clavinet", "keyboard", 29, 89),
+    Program(8, "celesta", "mallet", 60, 108),
+    Program(11, "vibraphone", "mallet", 53, 89),
+    Program(12, "marimba", "mallet", 45, 96),
+    Program(13, "xylophone", "mallet", 65, 108),
+    Program(16, "drawbar organ", "organ", 36, 96),
+    Program(17, "percussive organ", "organ", 36, 96),
+    Program(19, "church organ", "organ", 24, 96),
+    Program(21, "accordion", "organ", 41, 89),
+    Program(24, "acoustic guitar (nylon)", "guitar", 40, 83),
+    Program(25, "acoustic guitar (steel)", "guitar", 40, 83),
+    Program(26, "electric guitar (jazz)", "guitar", 40, 86),
+    Program(27, "electric guitar (clean)", "guitar", 40, 86),
+    Program(29, "overdriven guitar", "guitar", 40, 86),
+    Program(32, "acoustic bass", "bass", 28, 60),
+    Program(33, "electric bass (finger)", "bass", 28, 67),
+    Program(34, "electric bass (pick)", "bass", 28, 67),
+    Program(35, "fretless bass", "bass", 28, 67),
+    Program(38, "synth bass 1", "bass", 24, 60),
+    Program(40, "violin", "strings", 55, 100),
+    Program(41, "viola", "strings", 48, 88),
+    Program(42, "cello", "strings", 36, 76),
+    Program(48, "string ensemble 1", "strings", 28, 96),
+    Program(49, "string ensemble 2", "strings", 28, 96),
+    Program(52, "choir aahs", "vocal", 48, 79),
+    Program(53, "voice oohs", "vocal", 48, 79),
+    Program(54, "synth voice", "vocal", 48, 84),
+    Program(85, "lead 6 (voice)", "vocal", 48, 84),
+    Program(56, "trumpet", "brass", 54, 86),
+    Program(57, "trombone", "brass", 40, 72),
+    Program(58, "tuba", "brass", 28, 58),
+    Program(60, "french horn", "brass", 41, 77),
+    Program(61, "brass section", "brass", 36, 84),
+    Program(64, "soprano sax", "reed", 56, 88),
+    Program(65, "alto sax", "reed", 49, 81),
+    Program(66, "tenor sax", "reed", 44, 76),
+    Program(68, "oboe", "reed", 58, 91),
+    Program(71, "clarinet", "reed", 50, 91),
+    Program(72, "piccolo", "flute", 74, 108),
+    Program(73, "flute", "flute", 60, 96),
+    Program(74, "recorder", "flute", 60, 96),
+    Program(75, "pan flute", "flute", 60, 96),
+    Program(80, "lead 1 (square)", "synth_lead", 36, 96),
+    Program(81, "lead 2 (sawtooth)", "synth_lead", 36, 96),
+    Program(84, "lead 5 (charang)", "synth_lead", 36, 96),
+    Program(87, "lead 8 (bass + lead)", "synth_lead", 36, 96),
+)}
+
+# Programs each role of a clip may use (filtered by ``BuiltinSpec.families``).
+CHORD_PROGRAMS = (0, 4, 5, 11, 16, 19, 21, 24, 25, 27, 48, 49, 61)
+MELODY_PROGRAMS = (0, 11, 12, 26, 40, 53, 56, 60, 65, 66, 68, 71, 73, 74, 80, 81, 85)
+BASS_PROGRAMS = (32, 33, 34, 35, 38)
+
+_MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MINOR_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+#: The 24 key labels (conventional key-signature spelling, accepted by ``mir_eval.key``).
+KEYS: tuple[str, ...] = (tuple(f"{n} major" for n in _MAJOR_NAMES)
+                         + tuple(f"{n} minor" for n in _MINOR_NAMES))
+#: Clip tag vocabulary.
+TAGS: tuple[str, ...] = FAMILIES + ("drums", "slow", "fast", "major", "minor")
+
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# Progressions as 0-based scale degrees (0 = I/i); roman numerals are stored in metadata.
+PROGRESSIONS = {
+    "major": ((0, 4, 5, 3), (0, 3, 4, 0), (5, 3, 0, 4), (0, 5, 3, 4), (1, 4, 0, 0), (0, 3, 0, 4)),
+    "minor": ((0, 3, 4, 0), (0, 5, 2, 6), (0, 3, 6, 2), (0, 6, 5, 4), (0, 5, 3, 4), (0, 3, 0, 4)),
+}
+_ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
+TEMPO_BINS = {"slow": (60, 88), "medium": (92, 116), "fast": (120, 160)}
+
+SPLIT_FRACTIONS = (("train", 0.70), ("valid", 0.15), ("test", 0.15))
+
+
+# -- spec and presets ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BuiltinSpec:
+    """Generation parameters; equal specs (and SoundFont bytes) give byte-identical datasets.
+
+    sample_rate: Hz (8000-96000), the rate FluidSynth renders and the files are stored at.
+    n_notes, note_seconds: number and length (s) of single-note files.
+    n_clips, clip_seconds: number and length (s) of multi-instrument clips.
+    seed: chooses the notes, velocities, keys and every clip's composition.
+    soundfont: path of a ``.sf2`` file; ``None`` uses pretty_midi's ``TimGM6mb.sf2``. Only its
+        SHA-256 enters the identity, not the path.
+    families: instrument families to use (subset of :data:`FAMILIES`).
+    pitch_min, pitch_max: MIDI range of the notes part (inclusive).
+    velocity_min, velocity_max: MIDI velocity range of the notes part.
+    drum_probability: probability that a clip has drums.
+    reverb: FluidSynth reverb on the clips (notes are always dry).
+    peak_dbfs: peak level after normalisation (dB full scale).
+    """
+
+    sample_rate: int = 44100
+    n_notes: int = 480
+    note_seconds: float = 1.0
+    n_clips: int = 160
+    clip_seconds: float = 5.0
+    seed: int = 0
+    soundfont: str | None = None
+    families: tuple[str, ...] = FAMILIES
+    pitch_min: int = 36
+    pitch_max: int = 84
+    velocity_min: int = 40
+    velocity_max: int = 120
+    drum_probability: float = 0.5
+    reverb: bool = True
+    peak_dbfs: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.soundfont is not None and not isinstance(self.soundfont, str):
+            object.__setattr__(self, "soundfont", str(self.soundfont))
+        if isinstance(self.families, str):
+            object.__setattr__(self, "families", (self.families,))
+        object.__setattr__(self, "families", tuple(self.families))
+        problems = []
+        if unknown := [f for f in self.families if f not in FAMILIES]:
+            problems.append(f"unknown families {unknown} (known: {', '.join(FAMILIES)})")
+        if not self.families:
+            problems.append("families is empty")
+        if not 8000 <= self.sample_rate <= 96000:
+            problems.append(f"sample_rate={self.sample_rate} outside 8000-96000 Hz")
+        if self.n_notes < 0 or self.n_clips < 0 or self.n_notes + self.n_clips == 0:
+            problems.append(f"n_notes={self.n_notes}, n_clips={self.n_clips}: need >= 0 and at least one item")
+        if self.note_seconds <= 0 or self.clip_seconds <= 0:
+            problems.append("note_seconds and clip_seconds must be positive")
+        if not 0 <= self.pitch_min <= self.pitch_max <= 127:
+            problems.append(f"pitch range {self.pitch_min}-{self.pitch_max} must satisfy 0 <= min <= max <= 127")
+        if not 1 <= self.velocity_min <= self.velocity_max <= 127:
+            problems.append(f"velocity range {self.velocity_min}-{self.velocity_max} must lie in 1-127")
+        if not 0.0 <= self.drum_probability <= 1.0:
+            problems.append(f"drum_probability={self.drum_probability} must lie in [0, 1]")
+        if self.peak_dbfs > 0:
+            problems.append(f"peak_dbfs={self.peak_dbfs} would clip; use a value <= 0")
+        if problems:
+            raise DatasetError("invalid built-in dataset spec: " + "; ".join(problems))
+
+
+#: Named sizes; see the table in the module docstring.
+BUILTIN_PRESETS: dict[str, BuiltinSpec] = {
+    "smoke": BuiltinSpec(sample_rate=22050, n_notes=66, note_seconds=1.0, n_clips=24,
+                         clip_seconds=3.0, pitch_min=48, pitch_max=72),
+    "default": BuiltinSpec(),
+    "large": BuiltinSpec(n_notes=2000, note_seconds=2.0, n_clips=800, clip_seconds=10.0,
+                         pitch_min=28, pitch_max=96),
+}
+
+
+# -- deterministic randomness and splits -----------------------------------------------------
+def _digest(*parts: Any) -> int:
+    text = "/".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _rng(*parts: Any) -> np.random.Generator:
+    return np.random.default_rng(_digest("m2l-builtin", *parts))
+
+
+def split_of(group: str) -> str:
+    """Split of a group key: a fixed SHA-256 hash bucket (70/15/15), independent of the seed."""
+    u = _digest("m2l-builtin-split", group) / 2.0 ** 64
+    edge = 0.0
+    for name, fraction in SPLIT_FRACTIONS:
+        edge += fraction
+        if u < edge:
+            return name
+    return SPLIT_FRACTIONS[-1][0]
+
+
+# -- planning (pure, cheap): what to render and its labels ----------------------------------
+@dataclasses.dataclass(frozen=True)
+class PlannedItem:
+    """One file to render: its metadata row and the MIDI tracks that make it."""
+
+    id: str
+    relpath: str
+    split: str
+    labels: Mapping[str, Any]
+    extras: Mapping[str, Any]
+    tracks: tuple[synth.Track, ...]
+    seconds: float
+    reverb: bool
+    fade_seconds: float
+
+
+def plan_notes(spec: BuiltinSpec) -> list[PlannedItem]:
+    """Choose ``spec.n_notes`` distinct (program, pitch) notes; see the module docstring."""
+    if spec.n_notes == 0:
+        return []
+    per_family: dict[str, list[tuple[int, int, int]]] = {}
+    for prog in PROGRAMS.values():
+        if prog.family not in spec.families:
+            continue
+        for pitch in range(max(prog.lowest, spec.pitch_min), min(prog.highest, spec.pitch_max) + 1):
+            per_family.setdefault(prog.family, []).append(
+                (_digest(spec.seed, "note-order", prog.number, pitch), prog.number, pitch))
+    total = sum(len(c) for c in per_family.values())
+    if spec.n_notes > total:
+        raise DatasetError(f"n_notes={spec.n_notes} exceeds the {total} distinct (program, pitch) "
+                           f"notes in pitch range {spec.pitch_min}-{spec.pitch_max} for families "
+                           f"{list(spec.families)}; widen the range, add families or ask for fewer notes")
+    queues = [sorted(per_family[f]) for f in FAMILIES if f in per_family]
+    order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]  # round robin
+
+    chosen: list[tuple[int, int]] = []
+    train_families: set[str] = set()
+    train_pitches: set[int] = set()
+    pending: list[tuple[int, int]] = []
+
+    def covered(program: int, pitch: int) -> bool:
+        return PROGRAMS[program].family in train_families and pitch in train_pitches
+
+    for _, program, pitch in order:
+        if len(chosen) >= spec.n_notes:
+            break
+        if split_of(f"note:{program}:{pitch}") == "train":
+            chosen.append((program, pitch))
+            train_families.add(PROGRAMS[program].family)
+            train_pitches.add(pitch)
+            waiting, pending = pending, []
+            for cand in waiting:
+                if covered(*cand) and len(chosen) < spec.n_notes:
+                    chosen.append(cand)
+                else:
+                    pending.append(cand)
+        elif covered(program, pitch):
+            chosen.append((program, pitch))
+        else:
+            pending.append((program, pitch))
+    if len(chosen) < spec.n_notes:
+        raise DatasetError(f"could only place {len(chosen)} of n_notes={spec.n_notes} notes with "
+                           f"every pitch and family covered in train; ask for fewer notes")
+
+    items = []
+    for program, pitch in sorted(chosen):
+        rng = _rng(spec.seed, "note", program, pitch)
+        velocity = int(rng.integers(spec.velocity_min, spec.velocity_max + 1))
+        note_off = round(float(spec.note_seconds * rng.uniform(0.5, 0.75)), 4)
+        item_id = f"note-{program:03d}-{pitch:03d}"
+        items.append(PlannedItem(
+            id=item_id, relpath=f"notes/{item_id}.wav", split=split_of(f"note:{program}:{pitch}"),
+            labels={"instrument": PROGRAMS[program].family, "pitch": pitch},
+            extras={"kind": "note", "program": program, "velocity": velocity, "note_off_s": note_off},
+            tracks=(synth.Track(0, program, (synth.Note(pitch, velocity, 0.0, note_off),)),),
+            seconds=spec.note_seconds, reverb=False, fade_seconds=0.01))
+    return items
+
+
+def key_cycle(seed: int) -> list[str]:
+    """The 24 keys in the seeded order clips are dealt them: majors and minors alternate."""
+    rng = _rng(seed, "key-cycle")
+    majors = [KEYS[i] for i in rng.permutation(12)]
+    minors = [KEYS[12 + i] for i in rng.permutation(12)]
+    return [k for pair in zip(majors, minors) for k in pair]
+
+
+def plan_clips(spec: BuiltinSpec) -> list[PlannedItem]:
+    """Compose ``spec.n_clips`` clips; clip ``i`` depends only on ``(seed, i)`` and its split rank."""
+    cycle = key_cycle(spec.seed)
+    dealt = {name: 0 for name, _ in SPLIT_FRACTIONS}
+    items = []
+    for index in range(spec.n_clips):
+        item_id = f"clip-{index:05d}"
+        split = split_of(f"clip:{item_id}")
+        key = cycle[dealt[split] % len(cycle)]
+        dealt[split] += 1
+        items.append(_compose_clip(spec, index, item_id, split, key))
+    return items
+
+
+def _programs_for(role: Sequence[int], spec: BuiltinSpec) -> list[int]:
+    return [p for p in role if PROGRAMS[p].family in spec.families]
+
+
+def _fit(pitch: int, low: int, high: int) -> int:
+    """Move ``pitch`` by octaves into ``[low, high]`` (as close as possible)."""
+    while pitch < low:
+        pitch += 12
+    while pitch > high and pitch - 12 >= low:
+        pitch -= 12
+    return pitch
+
+
+def _roman(degree: int, pcs: Sequence[int]) -> str:
+    """Roman numeral of a triad: upper case major, lower case minor, ``o`` suffix diminished."""
+    third, fifth = (pcs[1] - pcs[0]) % 12, (pcs[2] - pcs[0]) % 12
+    numeral = _ROMAN[degree]
+    return numeral if third == 4 else numeral.lower() + ("o" if fifth == 6 else "")
+
+
+def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: str) -> PlannedItem:
+    rng = _rng(spec.seed, "clip", index)
+    tonic_name, mode = key.split()
+    tonic = (_MAJOR_NAMES if mode == "major" else _MINOR_NAMES).index(tonic_name)
+    scale = SCALES[mode]
+    tempo_tag = ("slow", "medium", "fast")[int(rng.integers(3))]
+    tempo = int(rng.integers(TEMPO_BINS[tempo_tag][0], TEMPO_BINS[tempo_tag][1] + 1))
+    beat = 60.0 / tempo
+    beats_per_chord = 2 if tempo < 100 else 4
+    progression = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
+    n_chords = math.ceil(spec.clip_seconds / (beats_per_chord * beat)) + 1
+    degrees = [progression[i % len(progression)] for i in range(n_chords)]
+
+    def chord_pcs(degree: int) -> list[int]:
+        pcs = [(tonic + scale[(degree + 2 * k) % 7]) % 12 for k in range(3)]
+        if mode == "minor" and degree == 4:
+            pcs[1] = (tonic + 11) % 12  # major dominant: the harmonic-minor leading tone
+        return pcs
+
+    reverb_send = int(rng.integers(20, 71)) if spec.reverb else 0
+    tracks: list[synth.Track] = []
+    tags = {mode}
+    if tempo_tag != "medium":
+        tags.add(tempo_tag)
+    programs: dict[str, int] = {}
+
+    # chords: always present (they carry the key)
+    chord_choices = _programs_for(CHORD_PROGRAMS, spec) or _programs_for(MELODY_PROGRAMS, spec)
+    if not chord_choices:
+        raise DatasetError(f"families {list(spec.families)} leave no program to play chords; "
+                           f"include one of keyboard, organ, guitar, strings, brass, mallet")
+    prog = chord_choices[int(rng.integers(len(chord_choices)))]
+    style = ("sustain", "stabs", "arpeggio")[int(rng.integers(3))]
+    inversion = int(rng.integers(3))
+    low, high = max(PROGRAMS[prog].lowest, 45), min(PROGRAMS[prog].highest, 84)
+    notes = []
+    for c, degree in enumerate(degrees):
+        root = _fit(48 + (chord_pcs(degree)[0] - 48) % 12, low, high)
+        voicing = sorted(root + (pc - chord_pcs(degree)[0]) % 12 for pc in chord_pcs(degree))
+        for _ in range(inversion):
+            voicing = voicing[1:] + [voicing[0] + 12]
+        t0 = c * beats_per_chord * beat
+        vel = int(rng.integers(62, 85))
+        if style == "sustain":
+            notes += [synth.Note(p, vel, t0, t0 + beats_per_chord * beat - 0.05) for p in voicing]
+        elif style == "stabs":
+            for b in range(beats_per_chord):
+                v = max(1, min(127, vel + int(rng.integers(-6, 7))))
+                notes += [synth.Note(p, v, t0 + b * beat, t0 + (b + 0.6) * beat) for p in voicing]
+        else:
+            arp = voicing + [voicing[1]]  # up and back down
+            for e in range(2 * beats_per_chord):
+                v = max(1, min(127, vel + int(rng.integers(-6, 7))))
+                notes.append(synth.Note(arp[e % len(arp)], v, t0 + e * beat / 2, t0 + (e + 0.9) * beat / 2))
+    tracks.append(synth.Track(0, prog, tuple(notes), reverb=reverb_send))
+    tags.add(PROGRAMS[prog].family)
+    programs["chords"] = prog
+
+    # melody: scale steps, chord tones at chord changes
+    melody_choices = _programs_for(MELODY_PROGRAMS, spec)
+    if melody_choices and rng.random() < 0.85:
+        prog = melody_choices[int(rng.integers(len(melody_choices)))]
+        low, high = max(PROGRAMS[prog].lowest, 57), min(PROGRAMS[prog].highest, 88)
+        rhythm = ((1.0,), (0.5,), (1.0, 0.5, 0.5), (1.5, 0.5))[int(rng.integers(4))]
+        base = _fit(60 + tonic, low, high)
+        step = 0  # scale-degree index relative to ``base``
+        t, r, notes = 0.0, 0, []
+        while t * beat < spec.clip_seconds:
+            length = rhythm[r % len(rhythm)]
+            r += 1
+            chord = chord_pcs(degrees[int(t // beats_per_chord) % len(degrees)])
+            if t % beats_per_chord == 0:
+                # nearest chord tone to the current degree
+                options = [s for s in range(step - 4, step + 5)
+                           if (tonic + scale[s % 7]) % 12 in chord]
+                step = min(options, key=lambda s: (abs(s - step), s))
+            else:
+                step += int(rng.choice((-2, -1, -1, 0, 1, 1, 2)))
+            pitch = base + scale[step % 7] + 12 * (step // 7)
+            if mode == "minor" and step % 7 == 6 and (tonic + 11) % 12 in chord:
+                pitch += 1  # leading tone over the dominant
+            while pitch > high:
+                step -= 7
+                pitch -= 12
+            while pitch < low:
+                step += 7
+                pitch += 12
+            if rng.random() > 0.1:  # occasional rest
+                notes.append(synth.Note(pitch, int(rng.integers(88, 116)), t * beat, (t + 0.9 * length) * beat))
+            t += length
+        tracks.append(synth.Track(1, prog, tuple(notes), reverb=reverb_send))
+        tags.add(PROGRAMS[prog].family)
+        programs["melody"] = prog
+
+    # bass: chord roots
+    bass_choices = _programs_for(BASS_PROGRAMS, spec)
+    if bass_choices and rng.random() < 0.7:
+        prog = bass_choices[int(rng.integers(len(bass_choices)))]
+        pattern = ("whole", "half", "quarters")[int(rng.integers(3))]
+        notes = []
+        for c, degree in enumerate(degrees):
+            pcs = chord_pcs(degree)
+            root = _fit(28 + (pcs[0] - 28) % 12, max(PROGRAMS[prog].lowest, 28), 47)
+            fifth = root + (pcs[2] - pcs[0]) % 12
+            t0 = c * beats_per_chord * beat
+            if pattern == "whole":
+                hits = [(0.0, beats_per_chord, root)]
+            elif pattern == "half":
+                half = beats_per_chord / 2
+                hits = [(0.0, half, root), (half, half, fifth if beats_per_chord == 4 else root)]
+            else:
+                hits = [(float(b), 1.0, fifth if b == 2 else root) for b in range(beats_per_chord)]
+            for start, length, pitch in hits:
+                notes.append(synth.Note(pitch, int(rng.integers(84, 106)), t0 + start * beat,
+                                        t0 + (start + length - 0.1) * beat))
+        tracks.append(synth.Track(2, prog, tuple(notes), reverb=reverb_send))
+        tags.add("bass")
+        programs["bass"] = prog
+
+    # drums: kick on 1 and 3, snare on 2 and 4, closed hi-hat on eighths
+    if rng.random() < spec.drum_probability:
+        notes = []
+        n_beats = math.ceil(spec.clip_seconds / beat)
+        for b in range(n_beats):
+            hits = [(0.0, 42), (0.5, 42)] + [(0.0, 36 if b % 2 == 0 else 38)]
+            if b % 4 == 3 and rng.random() < 0.5:
+                hits.append((0.5, 36))
+            for offset, pitch in hits:
+                t = (b + offset) * beat
+                notes.append(synth.Note(pitch, int(rng.integers(70, 101)), t, t + 0.1))
+        tracks.append(synth.Track(synth.DRUM_CHANNEL, 0, tuple(notes), bank=synth.DRUM_BANK,
+                                  reverb=reverb_send // 2))
+        tags.add("drums")
+        programs["drums"] = 0
+
+    progression_text = "-".join(_roman(d, chord_pcs(d)) for d in progression)
+    return PlannedItem(
+        id=item_id, relpath=f"clips/{item_id}.wav", split=split,
+        labels={"key": key, "tags": tuple(t for t in TAGS if t in tags)},
+        extras={"kind": "clip", "tempo_bpm": tempo, "progression": progression_text,
+                "programs": " ".join(f"{role}={p}" for role, p in programs.items())},
+        tracks=tuple(tracks), seconds=spec.clip_seconds, reverb=spec.reverb, fade_seconds=0.02)
+
+
+def plan(spec: BuiltinSpec) -> list[PlannedItem]:
+    """Every item of the dataset (notes, then clips), without rendering anything."""
+    return plan_notes(spec) + plan_clips(spec)
+
+
+# -- rendering -------------------------------------------------------------------------------
+def render_item(item: PlannedItem, sample_rate: int, soundfont: str | os.PathLike,
+                peak_dbfs: float = -1.0) -> np.ndarray:
+    """Render one planned item to int16 mono ``[samples]`` (normalised, faded)."""
+    audio = synth.render(item.tracks, item.seconds, sample_rate, soundfont, reverb=item.reverb)
+    audio = synth.fade_out(audio, sample_rate, item.fade_seconds)
+    return synth.to_pcm16(synth.peak_normalise(audio, peak_dbfs, name=item.id))
+
+
+def _render_job(job: tuple[PlannedItem, int, str, float, str]) -> str:
+    item, sample_rate, soundfont, peak_dbfs, path = job
+    write_audio(path, render_item(item, sample_rate, soundfont, peak_dbfs)[None, :], sample_rate)
+    return item.id
+
+
+# -- cache -----------------------------------------------------------------------------------
+def default_cache_root() -> Path:
+    """``$BENCHMARK_CACHE`` if set, else ``~/.cache/m2l-benchmark``."""
+    return Path(os.environ.get("BENCHMARK_CACHE") or "~/.cache/m2l-benchmark").expanduser()
+
+
+def identity_payload(spec: BuiltinSpec) -> dict[str, Any]:
+    """What the identity hashes: spec (minus the SoundFont path), SoundFont SHA-256, versions."""
+    soundfont = synth.resolve_soundfont(spec.soundfont)
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k != "soundfont"}
+    fields["families"] = list(spec.families)
+    return {"generator_version": GENERATOR_VERSION, "spec": fields,
+            "soundfont_sha256": synth.soundfont_sha256(soundfont),
+            "fluidsynth": synth.fluidsynth_version()}
+
+
+def builtin_identity(spec: BuiltinSpec) -> str:
+    """16-hex identity of the dataset ``spec`` generates (see the module docstring)."""
+    return identity_of(identity_payload(spec))
+
+
+def resolve_spec(preset: str = "default", **overrides: Any) -> BuiltinSpec:
+    """``BUILTIN_PRESETS[preset]`` with ``overrides`` applied (DatasetError on unknown names)."""
+    if preset not in BUILTIN_PRESETS:
+        raise DatasetError(f"unknown built-in preset {preset!r}; known: {', '.join(BUILTIN_PRESETS)}")
+    names = {f.name for f in dataclasses.fields(BuiltinSpec)}
+    if unknown := sorted(set(overrides) - names):
+        raise DatasetError(f"unknown built-in dataset option(s) {unknown}; valid: {', '.join(sorted(names))}")
+    return dataclasses.replace(BUILTIN_PRESETS[preset], **overrides)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``path`` (released on exit or process death; no-op without fcntl)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:  # Windows: concurrent generation of one dataset is not guarded
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+MARKER = "complete.json"
+
+
+def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool = True) -> None:
+    """Render every missing file of ``spec`` into ``folder``, then metadata, then the marker."""
+    soundfont = synth.resolve_soundfont(spec.soundfont)
+    items = plan(spec)
+    presets = {(t.bank, t.program) for it in items for t in it.tracks}
+    if missing := synth.missing_presets(soundfont, presets):
+        raise DatasetError(f"SoundFont {soundfont} lacks the General MIDI presets (bank, program) "
+                           f"{missing}; {synth.SOUNDFONT_HELP}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.rglob(".*.tmp"):  # left by an interrupted run
+        stale.unlink()
+    payload = identity_payload(spec)
+    spec_json = {"name": "builtin", "identity": identity_of(payload), **payload,
+                 "soundfont_file": soundfont.name}
+    (folder / "spec.json").write_text(json.dumps(spec_json, indent=2, sort_keys=True) + "\n")
+
+    todo = [it for it in items if not (folder / it.relpath).exists()]
+    jobs = [(it, spec.sample_rate, str(soundfont), spec.peak_dbfs, str(folder / it.relpath)) for it in todo]
+    workers = max(1, min(workers, os.cpu_count() or 1, len(jobs)))
+    start = time.perf_counter()
+    log.info("rendering %d of %d built-in items into %s with %d worker(s)", len(jobs), len(items), folder, workers)
+    from tqdm.auto import tqdm  # noqa: PLC0415 - keep import light for planning-only use
+
+    with tqdm(total=len(jobs), desc=f"builtin-{spec_json['identity']}", unit="item",
+              disable=not progress or not jobs) as bar:
+        if workers == 1:
+            for job in jobs:
+                _render_job(job)
+                bar.update()
+        else:
+            # spawn: workers start clean (no forked threads or state) on every platform
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(_render_job, jobs, chunksize=4):
+                    bar.update()
+    rows = []
+    for it in items:
+        rows.append({"id": it.id, "path": it.relpath, "split": it.split,
+                     "sha256": file_hash(folder / it.relpath), **it.labels, **it.extras})
+    write_metadata(folder / "metadata.csv", rows, extra_columns=EXTRA_COLUMNS)
+    seconds = time.perf_counter() - start
+    marker = {"identity": spec_json["identity"], "items": len(items), "rendered": len(jobs),
+              "workers": workers, "seconds": round(seconds, 3)}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    log.info("built-in dataset %s: rendered %d items in %.1f s", spec_json["identity"], len(jobs), seconds)
+
+
+EXTRA_COLUMNS = ("kind", "program", "velocity", "note_off_s", "tempo_bpm", "progression", "programs")
+
+
+def load_builtin(root: Path | None = None, preset: str = "default", workers: int = 2,
+                 progress: bool = True, **overrides: Any) -> Dataset:
+    """Generate (or reuse from the cache) the built-in dataset and return it.
+
+    Parameters
+    ----------
+    root: cache folder; the dataset goes to ``<root>/datasets/builtin-<identity>/``.
+        ``None`` -> :func:`default_cache_root`.
+    preset: a key of :data:`BUILTIN_PRESETS`.
+    workers: rendering processes (results do not depend on it).
+    progress: show a tqdm bar while rendering.
+    overrides: :class:`BuiltinSpec` fields replacing the preset's, e.g. ``seed=1`` or
+        ``soundfont="/path/FluidR3_GM.sf2"``.
+
+    Raises
+    ------
+    DatasetError: bad options, FluidSynth or the SoundFont unavailable, or a failed render.
+    """
+    spec = resolve_spec(preset, **overrides)
+    identity = builtin_identity(spec)
+    base = (Path(root) if root is not None else default_cache_root()).expanduser() / "datasets"
+    folder = base / f"builtin-{identity}"
+    base.mkdir(parents=True, exist_ok=True)
+    with _locked(base / f".builtin-{identity}.lock"):
+        if (folder / MARKER).exists():
+            items = read_metadata(folder / "metadata.csv", folder)
+            if missing := [it for it in items if not it.path.exists()]:
+                log.warning("built-in dataset %s: %d files missing (e.g. %s); re-rendering them",
+                            identity, len(missing), missing[0].path)
+                (folder / MARKER).unlink()
+        if not (folder / MARKER).exists():
+            generate(spec, folder, workers=workers, progress=progress)
+        else:
+            log.info("built-in dataset %s: cache hit in %s", identity, folder)
+    items = read_metadata(folder / "metadata.csv", folder)
+    n_notes = sum("pitch" in it.labels for it in items)
+    soundfont = synth.resolve_soundfont(spec.soundfont)
+    return Dataset(
+        name="builtin", identity=identity, root=folder, items=items, sample_rate=spec.sample_rate,
+        description=(f"built-in FluidSynth dataset (preset {preset}): {n_notes} notes of "
+                     f"{spec.note_seconds:g} s and {len(items) - n_notes} clips of {spec.clip_seconds:g} s "
+                     f"at {spec.sample_rate} Hz, seed {spec.seed}, SoundFont {soundfont.name} "
+                     f"(sha256 {synth.soundfont_sha256(soundfont)[:12]}), FluidSynth {synth.fluidsynth_version()}"))

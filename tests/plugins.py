@@ -1,0 +1,56 @@
+"""Test codecs registered by import path (``tests.plugins:Name``), exercising the plugin route."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.codecs.protocol import Codec, CodecError, CodecInfo
+
+
+class CountingCodec(Codec):
+    """Identity-like codec that counts calls (class-level, so tests can read them)."""
+
+    encode_calls = 0
+    decode_calls = 0
+
+    def __init__(self, sample_rate: int = 16000, gain: float = 1.0) -> None:
+        super().__init__(sample_rate=sample_rate, gain=gain)
+        self.gain = gain
+        self.info = CodecInfo(name="counting", sample_rate=sample_rate, latent_dim=1,
+                              latent_rate_hz=float(sample_rate))
+
+    def encode(self, audio):
+        type(self).encode_calls += audio.shape[0]
+        return audio[:, None, :] * self.gain
+
+    def decode(self, latents):
+        type(self).decode_calls += latents.shape[0]
+        return latents[:, 0, :]
+
+
+class NaNCodec(CountingCodec):
+    """Encoder that diverges: NaN latents for every item louder than 0.5 peak."""
+
+    def encode(self, audio):
+        z = super().encode(audio)
+        loud = audio.abs().amax(dim=1) > 0.5
+        z[loud] = float("nan")
+        return z
+
+
+class CrashingCodec(CountingCodec):
+    """Decoder raising for every item (a codec that crashes)."""
+
+    def decode(self, latents):
+        raise CodecError("decoder exploded")
+
+
+class InterruptingCodec(CountingCodec):
+    """Raises KeyboardInterrupt once ``limit`` items were encoded (simulates a killed run)."""
+
+    limit = 3
+
+    def encode(self, audio):
+        if type(self).encode_calls >= type(self).limit:
+            raise KeyboardInterrupt
+        return super().encode(audio)
