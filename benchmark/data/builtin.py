@@ -403,147 +403,181 @@ def _roman(degree: int, pcs: Sequence[int]) -> str:
     return numeral if third == 4 else numeral.lower() + ("o" if fifth == 6 else "")
 
 
-def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: str) -> PlannedItem:
-    rng = _rng(spec.seed, "clip", index)
-    tonic_name, mode = key.split()
-    tonic = (_MAJOR_NAMES if mode == "major" else _MINOR_NAMES).index(tonic_name)
-    scale = SCALES[mode]
-    tempo_tag = ("slow", "medium", "fast")[int(rng.integers(3))]
-    tempo = int(rng.integers(TEMPO_BINS[tempo_tag][0], TEMPO_BINS[tempo_tag][1] + 1))
-    beat = 60.0 / tempo
-    beats_per_chord = 2 if tempo < 100 else 4
-    progression = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
-    n_chords = math.ceil(spec.clip_seconds / (beats_per_chord * beat)) + 1
-    degrees = [progression[i % len(progression)] for i in range(n_chords)]
+def _choose(rng: np.random.Generator, options: Sequence[Any]) -> Any:
+    return options[int(rng.integers(len(options)))]
 
-    def chord_pcs(degree: int) -> list[int]:
-        pcs = [(tonic + scale[(degree + 2 * k) % 7]) % 12 for k in range(3)]
-        if mode == "minor" and degree == 4:
-            pcs[1] = (tonic + 11) % 12  # major dominant: the harmonic-minor leading tone
+
+@dataclasses.dataclass(frozen=True)
+class _Harmony:
+    """Key, tempo and chord sequence of one clip; times in seconds."""
+
+    tonic: int  # pitch class 0-11
+    mode: str
+    beat: float  # seconds per beat
+    beats_per_chord: int
+    degrees: tuple[int, ...]  # scale degree of each successive chord
+
+    @property
+    def scale(self) -> tuple[int, ...]:
+        return SCALES[self.mode]
+
+    def chord(self, degree: int) -> list[int]:
+        """Pitch classes (root, third, fifth) of the diatonic triad on ``degree``."""
+        pcs = [(self.tonic + self.scale[(degree + 2 * k) % 7]) % 12 for k in range(3)]
+        if self.mode == "minor" and degree == 4:
+            pcs[1] = (self.tonic + 11) % 12  # major dominant: the harmonic-minor leading tone
         return pcs
 
-    reverb_send = int(rng.integers(20, 71)) if spec.reverb else 0
-    tracks: list[synth.Track] = []
-    tags = {mode}
-    if tempo_tag != "medium":
-        tags.add(tempo_tag)
-    programs: dict[str, int] = {}
+    def chord_at(self, beat: float) -> list[int]:
+        return self.chord(self.degrees[int(beat // self.beats_per_chord) % len(self.degrees)])
 
-    # chords: always present (they carry the key)
+    @property
+    def chord_seconds(self) -> float:
+        return self.beats_per_chord * self.beat
+
+
+def _chord_part(h: _Harmony, program: int, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+    """Closed triads around C3-C4 (random inversion), sustained, stabbed on beats or arpeggiated."""
+    style = _choose(rng, ("sustain", "stabs", "arpeggio"))
+    inversion = int(rng.integers(3))
+    low, high = max(PROGRAMS[program].lowest, 45), min(PROGRAMS[program].highest, 84)
+    notes = []
+    for c, degree in enumerate(h.degrees):
+        pcs = h.chord(degree)
+        root = _fit(48 + pcs[0], low, high)
+        voicing = sorted(root + (pc - pcs[0]) % 12 for pc in pcs)
+        for _ in range(inversion):
+            voicing = voicing[1:] + [voicing[0] + 12]
+        t0, vel = c * h.chord_seconds, int(rng.integers(62, 85))
+        if style == "sustain":
+            notes += [synth.Note(p, vel, t0, t0 + h.chord_seconds - 0.05) for p in voicing]
+        elif style == "stabs":
+            for b in range(h.beats_per_chord):
+                v = vel + int(rng.integers(-6, 7))
+                notes += [synth.Note(p, v, t0 + b * h.beat, t0 + (b + 0.6) * h.beat) for p in voicing]
+        else:
+            arp = voicing + [voicing[1]]  # up and back down
+            for e in range(2 * h.beats_per_chord):
+                v = vel + int(rng.integers(-6, 7))
+                notes.append(synth.Note(arp[e % len(arp)], v, t0 + e * h.beat / 2, t0 + (e + 0.9) * h.beat / 2))
+    return tuple(notes)
+
+
+def _melody_part(h: _Harmony, program: int, seconds: float, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+    """A random walk on the scale from the tonic near C4, landing on a chord tone at each chord change."""
+    low, high = max(PROGRAMS[program].lowest, 57), min(PROGRAMS[program].highest, 88)
+    rhythm = _choose(rng, ((1.0,), (0.5,), (1.0, 0.5, 0.5), (1.5, 0.5)))  # in beats
+    base = _fit(60 + h.tonic, low, high)
+    step, t, r, notes = 0, 0.0, 0, []  # step: scale-degree index relative to ``base``
+    while t * h.beat < seconds:
+        length = rhythm[r % len(rhythm)]
+        r += 1
+        chord = h.chord_at(t)
+        if t % h.beats_per_chord == 0:
+            options = [s for s in range(step - 4, step + 5) if (h.tonic + h.scale[s % 7]) % 12 in chord]
+            step = min(options, key=lambda s: (abs(s - step), s))
+        else:
+            step += int(_choose(rng, (-2, -1, -1, 0, 1, 1, 2)))
+        pitch = base + h.scale[step % 7] + 12 * (step // 7)
+        if h.mode == "minor" and step % 7 == 6 and (h.tonic + 11) % 12 in chord:
+            pitch += 1  # leading tone over the dominant
+        while pitch > high:
+            step, pitch = step - 7, pitch - 12
+        while pitch < low:
+            step, pitch = step + 7, pitch + 12
+        if rng.random() > 0.1:  # occasional rest
+            notes.append(synth.Note(pitch, int(rng.integers(88, 116)), t * h.beat, (t + 0.9 * length) * h.beat))
+        t += length
+    return tuple(notes)
+
+
+def _bass_part(h: _Harmony, program: int, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+    """Chord roots in E1-Eb2 (with the fifth in the half/quarter patterns)."""
+    pattern = _choose(rng, ("whole", "half", "quarters"))
+    notes = []
+    for c, degree in enumerate(h.degrees):
+        pcs = h.chord(degree)
+        root = _fit(28 + (pcs[0] - 28) % 12, max(PROGRAMS[program].lowest, 28), 47)
+        fifth = root + (pcs[2] - pcs[0]) % 12
+        n = h.beats_per_chord
+        if pattern == "whole":
+            hits = [(0.0, n, root)]
+        elif pattern == "half":
+            hits = [(0.0, n / 2, root), (n / 2, n / 2, fifth if n == 4 else root)]
+        else:
+            hits = [(float(b), 1.0, fifth if b == 2 else root) for b in range(n)]
+        t0 = c * h.chord_seconds
+        notes += [synth.Note(p, int(rng.integers(84, 106)), t0 + s * h.beat, t0 + (s + d - 0.1) * h.beat)
+                  for s, d, p in hits]
+    return tuple(notes)
+
+
+def _drum_part(h: _Harmony, seconds: float, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+    """GM kit: kick (36) on beats 1 and 3, snare (38) on 2 and 4, closed hi-hat (42) on eighths."""
+    notes = []
+    for b in range(math.ceil(seconds / h.beat)):
+        hits = [(0.0, 42), (0.5, 42), (0.0, 36 if b % 2 == 0 else 38)]
+        if b % 4 == 3 and rng.random() < 0.5:
+            hits.append((0.5, 36))  # pickup kick
+        for offset, pitch in hits:
+            t = (b + offset) * h.beat
+            notes.append(synth.Note(pitch, int(rng.integers(70, 101)), t, t + 0.1))
+    return tuple(notes)
+
+
+def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: str) -> PlannedItem:
+    """Arrange and compose one clip. The arrangement (tempo, progression, which parts, their
+    programs) comes from one random stream and each part's notes from its own, so a clip's
+    arrangement does not depend on ``clip_seconds``."""
+    rng = _rng(spec.seed, "clip", index, "arrangement")
+    tonic_name, mode = key.split()
+    tonic = (_MAJOR_NAMES if mode == "major" else _MINOR_NAMES).index(tonic_name)
+    tempo_tag = _choose(rng, ("slow", "medium", "fast"))
+    tempo = int(rng.integers(TEMPO_BINS[tempo_tag][0], TEMPO_BINS[tempo_tag][1] + 1))
+    progression = _choose(rng, PROGRESSIONS[mode])
+    beats_per_chord = 2 if tempo < 100 else 4  # about 1.2-2.0 s per chord at any tempo
+    n_chords = math.ceil(spec.clip_seconds / (beats_per_chord * 60.0 / tempo)) + 1
+    h = _Harmony(tonic, mode, 60.0 / tempo, beats_per_chord,
+                 tuple(progression[i % len(progression)] for i in range(n_chords)))
+    reverb_send = int(rng.integers(20, 71)) if spec.reverb else 0
     chord_choices = _programs_for(CHORD_PROGRAMS, spec) or _programs_for(MELODY_PROGRAMS, spec)
     if not chord_choices:
         raise DatasetError(f"families {list(spec.families)} leave no program to play chords; "
                            f"include one of keyboard, organ, guitar, strings, brass, mallet")
-    prog = chord_choices[int(rng.integers(len(chord_choices)))]
-    style = ("sustain", "stabs", "arpeggio")[int(rng.integers(3))]
-    inversion = int(rng.integers(3))
-    low, high = max(PROGRAMS[prog].lowest, 45), min(PROGRAMS[prog].highest, 84)
-    notes = []
-    for c, degree in enumerate(degrees):
-        root = _fit(48 + (chord_pcs(degree)[0] - 48) % 12, low, high)
-        voicing = sorted(root + (pc - chord_pcs(degree)[0]) % 12 for pc in chord_pcs(degree))
-        for _ in range(inversion):
-            voicing = voicing[1:] + [voicing[0] + 12]
-        t0 = c * beats_per_chord * beat
-        vel = int(rng.integers(62, 85))
-        if style == "sustain":
-            notes += [synth.Note(p, vel, t0, t0 + beats_per_chord * beat - 0.05) for p in voicing]
-        elif style == "stabs":
-            for b in range(beats_per_chord):
-                v = max(1, min(127, vel + int(rng.integers(-6, 7))))
-                notes += [synth.Note(p, v, t0 + b * beat, t0 + (b + 0.6) * beat) for p in voicing]
-        else:
-            arp = voicing + [voicing[1]]  # up and back down
-            for e in range(2 * beats_per_chord):
-                v = max(1, min(127, vel + int(rng.integers(-6, 7))))
-                notes.append(synth.Note(arp[e % len(arp)], v, t0 + e * beat / 2, t0 + (e + 0.9) * beat / 2))
-    tracks.append(synth.Track(0, prog, tuple(notes), reverb=reverb_send))
-    tags.add(PROGRAMS[prog].family)
-    programs["chords"] = prog
-
-    # melody: scale steps, chord tones at chord changes
     melody_choices = _programs_for(MELODY_PROGRAMS, spec)
-    if melody_choices and rng.random() < 0.85:
-        prog = melody_choices[int(rng.integers(len(melody_choices)))]
-        low, high = max(PROGRAMS[prog].lowest, 57), min(PROGRAMS[prog].highest, 88)
-        rhythm = ((1.0,), (0.5,), (1.0, 0.5, 0.5), (1.5, 0.5))[int(rng.integers(4))]
-        base = _fit(60 + tonic, low, high)
-        step = 0  # scale-degree index relative to ``base``
-        t, r, notes = 0.0, 0, []
-        while t * beat < spec.clip_seconds:
-            length = rhythm[r % len(rhythm)]
-            r += 1
-            chord = chord_pcs(degrees[int(t // beats_per_chord) % len(degrees)])
-            if t % beats_per_chord == 0:
-                # nearest chord tone to the current degree
-                options = [s for s in range(step - 4, step + 5)
-                           if (tonic + scale[s % 7]) % 12 in chord]
-                step = min(options, key=lambda s: (abs(s - step), s))
-            else:
-                step += int(rng.choice((-2, -1, -1, 0, 1, 1, 2)))
-            pitch = base + scale[step % 7] + 12 * (step // 7)
-            if mode == "minor" and step % 7 == 6 and (tonic + 11) % 12 in chord:
-                pitch += 1  # leading tone over the dominant
-            while pitch > high:
-                step -= 7
-                pitch -= 12
-            while pitch < low:
-                step += 7
-                pitch += 12
-            if rng.random() > 0.1:  # occasional rest
-                notes.append(synth.Note(pitch, int(rng.integers(88, 116)), t * beat, (t + 0.9 * length) * beat))
-            t += length
-        tracks.append(synth.Track(1, prog, tuple(notes), reverb=reverb_send))
-        tags.add(PROGRAMS[prog].family)
-        programs["melody"] = prog
-
-    # bass: chord roots
     bass_choices = _programs_for(BASS_PROGRAMS, spec)
+    roles = {"chords": _choose(rng, chord_choices)}
+    if melody_choices and rng.random() < 0.85:
+        roles["melody"] = _choose(rng, melody_choices)
     if bass_choices and rng.random() < 0.7:
-        prog = bass_choices[int(rng.integers(len(bass_choices)))]
-        pattern = ("whole", "half", "quarters")[int(rng.integers(3))]
-        notes = []
-        for c, degree in enumerate(degrees):
-            pcs = chord_pcs(degree)
-            root = _fit(28 + (pcs[0] - 28) % 12, max(PROGRAMS[prog].lowest, 28), 47)
-            fifth = root + (pcs[2] - pcs[0]) % 12
-            t0 = c * beats_per_chord * beat
-            if pattern == "whole":
-                hits = [(0.0, beats_per_chord, root)]
-            elif pattern == "half":
-                half = beats_per_chord / 2
-                hits = [(0.0, half, root), (half, half, fifth if beats_per_chord == 4 else root)]
-            else:
-                hits = [(float(b), 1.0, fifth if b == 2 else root) for b in range(beats_per_chord)]
-            for start, length, pitch in hits:
-                notes.append(synth.Note(pitch, int(rng.integers(84, 106)), t0 + start * beat,
-                                        t0 + (start + length - 0.1) * beat))
-        tracks.append(synth.Track(2, prog, tuple(notes), reverb=reverb_send))
-        tags.add("bass")
-        programs["bass"] = prog
-
-    # drums: kick on 1 and 3, snare on 2 and 4, closed hi-hat on eighths
+        roles["bass"] = _choose(rng, bass_choices)
     if rng.random() < spec.drum_probability:
-        notes = []
-        n_beats = math.ceil(spec.clip_seconds / beat)
-        for b in range(n_beats):
-            hits = [(0.0, 42), (0.5, 42)] + [(0.0, 36 if b % 2 == 0 else 38)]
-            if b % 4 == 3 and rng.random() < 0.5:
-                hits.append((0.5, 36))
-            for offset, pitch in hits:
-                t = (b + offset) * beat
-                notes.append(synth.Note(pitch, int(rng.integers(70, 101)), t, t + 0.1))
-        tracks.append(synth.Track(synth.DRUM_CHANNEL, 0, tuple(notes), bank=synth.DRUM_BANK,
-                                  reverb=reverb_send // 2))
-        tags.add("drums")
-        programs["drums"] = 0
+        roles["drums"] = 0  # Standard kit
 
-    progression_text = "-".join(_roman(d, chord_pcs(d)) for d in progression)
+    def part_rng(role: str) -> np.random.Generator:
+        return _rng(spec.seed, "clip", index, role)
+
+    tracks = [synth.Track(0, roles["chords"], _chord_part(h, roles["chords"], part_rng("chords")), reverb=reverb_send)]
+    tags = {mode, PROGRAMS[roles["chords"]].family}
+    if "melody" in roles:
+        notes = _melody_part(h, roles["melody"], spec.clip_seconds, part_rng("melody"))
+        tracks.append(synth.Track(1, roles["melody"], notes, reverb=reverb_send))
+        tags.add(PROGRAMS[roles["melody"]].family)
+    if "bass" in roles:
+        tracks.append(synth.Track(2, roles["bass"], _bass_part(h, roles["bass"], part_rng("bass")), reverb=reverb_send))
+        tags.add("bass")
+    if "drums" in roles:
+        tracks.append(synth.Track(synth.DRUM_CHANNEL, 0, _drum_part(h, spec.clip_seconds, part_rng("drums")),
+                                  bank=synth.DRUM_BANK, reverb=reverb_send // 2))
+        tags.add("drums")
+    if tempo_tag != "medium":
+        tags.add(tempo_tag)
     return PlannedItem(
         id=item_id, relpath=f"clips/{item_id}.wav", split=split,
         labels={"key": key, "tags": tuple(t for t in TAGS if t in tags)},
-        extras={"kind": "clip", "tempo_bpm": tempo, "progression": progression_text,
-                "programs": " ".join(f"{role}={p}" for role, p in programs.items())},
+        extras={"kind": "clip", "tempo_bpm": tempo,
+                "progression": "-".join(_roman(d, h.chord(d)) for d in progression),
+                "programs": " ".join(f"{role}={p}" for role, p in roles.items())},
         tracks=tuple(tracks), seconds=spec.clip_seconds, reverb=spec.reverb, fade_seconds=0.02)
 
 

@@ -69,6 +69,7 @@ def reconstruction_metrics(reference: torch.Tensor, estimate: torch.Tensor, samp
     estimate = estimate[..., :length].detach().cpu().float()
     scores = [si_sdr(r.numpy(), e.numpy()) for r, e in zip(reference, estimate)]
     finite = [s for s in scores if not math.isnan(s)]
-    lsd = log_spectral_distance(reference, estimate, lsd_n_fft(sample_rate))
+    n_fft = min(lsd_n_fft(sample_rate), 2 ** int(math.log2(length)))  # short crops: smaller FFT
+    lsd = log_spectral_distance(reference, estimate, n_fft)
     return {"si_sdr": float(np.mean(finite)) if finite else float("nan"),
             "lsd": float(lsd.mean())}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the benchmark needs on a fresh Debian/Ubuntu machine (idempotent).
+#   bash scripts/install.sh          # runtime
+#   bash scripts/install.sh test     # runtime + test extras (what CI runs)
+# Environment: TORCH_SPEC (default "torch==2.13.0"; set e.g. "torch" for your GPU build),
+#              SKIP_APT=1 to skip the system package step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+PY="${PYTHON:-python3}"
+
+# 1. System library for FluidSynth (renders the built-in dataset).
+if [ "${SKIP_APT:-0}" != "1" ] && ! ldconfig -p 2>/dev/null | grep -q libfluidsynth; then
+  SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"
+  if command -v apt-get >/dev/null; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libfluidsynth3 >/dev/null
+  else
+    echo "install.sh: please install the FluidSynth library (libfluidsynth3 / brew install fluid-synth)" >&2
+  fi
+fi
+
+# 2. PyTorch first (a CPU build where there is no GPU), so nothing pulls a different one.
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+fi
+
+# 3. The package (editable) with the requested extras.
+if [ -n "$extras" ]; then
+  "$PY" -m pip install -q -e ".[${extras}]"
+else
+  "$PY" -m pip install -q -e ".[metrics]"
+fi
+
+# 4. Weight/code packages whose declared dependencies must NOT be followed (they pin numpy<1.17,
+#    TensorFlow 1, old torch): musicnn ships the FAD backbone weights; music2latent is the official
+#    package, used only by the parity test and the converter (CC BY-NC, never imported at run time).
+"$PY" -m pip install -q --no-deps "musicnn==0.1.0"
+if [ "$extras" = "test" ]; then
+  "$PY" -m pip install -q --no-deps "music2latent==0.1.8"
+  "$PY" -m pip install -q "huggingface_hub>=0.20"
+fi
+echo "install.sh: done"

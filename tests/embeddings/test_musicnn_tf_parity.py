@@ -1,0 +1,50 @@
+"""Optional: our PyTorch musicnn against the original TensorFlow graph (skipped without TF).
+
+Runs musicnn's own graph-building code (``musicnn.models.define_model``) on the checkpoint in
+the installed wheel and compares every output on the same spectrogram patches. Needs
+TensorFlow with the legacy ``tf.compat.v1.layers`` (TF <= 2.15, or TF >= 2.16 with
+``tf_keras`` and ``TF_USE_LEGACY_KERAS=1``). Not a CI dependency; run it once when the
+port changes::
+
+    TF_USE_LEGACY_KERAS=1 python -m pytest tests/embeddings/test_musicnn_tf_parity.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from benchmark.embeddings.musicnn import MusicnnBackbone, log_mel, packaged_checkpoint_dir, patches  # noqa: E402
+from tests.embeddings.music_signals import chord_progression, drum_loop  # noqa: E402
+
+
+def _tf_outputs(batch: np.ndarray) -> dict[str, np.ndarray]:
+    try:
+        tf.compat.v1.layers.conv2d  # noqa: B018 - legacy layers removed with Keras 3
+    except AttributeError:
+        pytest.skip("tf.compat.v1.layers unavailable (install tf_keras, set TF_USE_LEGACY_KERAS=1)")
+    from musicnn import models
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, batch.shape[1], 96])
+        with tf.name_scope("model"):
+            out = models.define_model(x, False, "MTT_musicnn", 50)
+        logits, _, _, _, _, _, mean_pool, max_pool, penultimate = out
+        with tf.compat.v1.Session(graph=graph) as sess:
+            tf.compat.v1.train.Saver().restore(sess, str(packaged_checkpoint_dir("MTT_musicnn")) + "/")
+            vals = sess.run([tf.nn.sigmoid(logits), penultimate, mean_pool, max_pool], {x: batch})
+    return dict(zip(["tags", "penultimate", "mean_pool", "max_pool"], vals))
+
+
+@pytest.mark.parametrize("make", [chord_progression, drum_loop])
+def test_port_matches_tensorflow(make, tmp_path):
+    audio = make(16000, seconds=7.0)
+    batch = patches(log_mel(audio))
+    ref = _tf_outputs(batch)
+    ours = MusicnnBackbone(cache_dir=tmp_path).forward_patches(batch)
+    for key, tol in [("tags", 1e-5), ("penultimate", 1e-4), ("mean_pool", 1e-4), ("max_pool", 1e-3)]:
+        scale = max(1.0, float(np.abs(ref[key]).max()))
+        np.testing.assert_allclose(ours[key], ref[key], atol=tol * scale, err_msg=key)

@@ -1,0 +1,28 @@
+import subprocess
+import sys
+
+from benchmark.cli import main
+
+
+def test_run_reconstruction_on_a_folder_then_dry_run_and_report(audio_folder, tmp_path, capsys):
+    args = ["run", "reconstruction", "--dataset", "folder", "--dataset-root", str(audio_folder), "--codecs",
+            "identity,lowpass", "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "si_sdr" in out and "lowpass" in out
+    run_dir = next((tmp_path / "res").iterdir())
+    assert (run_dir / "results.csv").exists()
+    assert main(args + ["--dry-run"]) == 0
+    assert "encode 6/6 cached" in capsys.readouterr().out
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "reconstruction.tex").exists()
+
+
+def test_bad_override_exits_2_with_message(capsys):
+    assert main(["run", "--preset", "smoke", "--set", "nonsense"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+def test_module_entry_point_lists_codecs():
+    out = subprocess.run([sys.executable, "-m", "benchmark", "codecs"], capture_output=True, text=True, check=True).stdout
+    assert "identity" in out and "compr." in out
