@@ -27,13 +27,11 @@ class CsvLog:
     def __init__(self, path: Path, truncate_after: int | None = None) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
-        if self.path.exists():
+        if self.path.exists() and truncate_after is None:  # a fresh run replaces old logs
+            self.path.unlink()
+        elif self.path.exists():
             with open(self.path, newline="") as fh:
-                self.rows = list(csv.DictReader(fh))
-            if truncate_after is not None:
-                self.rows = [r for r in self.rows if int(float(r["step"])) <= truncate_after]
-            else:
-                self.rows = []
+                self.rows = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= truncate_after]
             self._rewrite()
         self.header = self._header_for(self.rows)
 

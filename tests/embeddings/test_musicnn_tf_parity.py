@@ -17,7 +17,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from benchmark.embeddings.musicnn import MusicnnBackbone, log_mel, packaged_checkpoint_dir, patches  # noqa: E402
-from tests.embeddings.music_signals import chord_progression, drum_loop  # noqa: E402
+from benchmark.metrics.signals import chord_progression, drum_loop  # noqa: E402
 
 
 def _tf_outputs(batch: np.ndarray) -> dict[str, np.ndarray]:
