@@ -186,6 +186,9 @@ TEMPO_BINS = {"slow": (60, 88), "medium": (92, 116), "fast": (120, 160)}
 
 SPLIT_FRACTIONS = (("train", 0.70), ("valid", 0.15), ("test", 0.15))
 
+#: ``(bank, program) -> MIDI keys with a sample``, see :func:`benchmark.data.synth.key_coverage`.
+Coverage = Mapping[tuple[int, int], frozenset[int]]
+
 
 # -- spec and presets ------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
@@ -298,21 +301,28 @@ class PlannedItem:
     fade_seconds: float
 
 
-def plan_notes(spec: BuiltinSpec) -> list[PlannedItem]:
-    """Choose ``spec.n_notes`` distinct (program, pitch) notes; see the module docstring."""
+def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
+    """Choose ``spec.n_notes`` distinct (program, pitch) notes; see the module docstring.
+
+    ``coverage`` (:func:`benchmark.data.synth.key_coverage` of the SoundFont) excludes notes the
+    SoundFont has no sample for.
+    """
     if spec.n_notes == 0:
         return []
     per_family: dict[str, list[tuple[int, int, int]]] = {}
     for prog in PROGRAMS.values():
         if prog.family not in spec.families:
             continue
+        keys = coverage.get((0, prog.number), frozenset())
         for pitch in range(max(prog.lowest, spec.pitch_min), min(prog.highest, spec.pitch_max) + 1):
+            if pitch not in keys:
+                continue
             per_family.setdefault(prog.family, []).append(
                 (_digest(spec.seed, "note-order", prog.number, pitch), prog.number, pitch))
     total = sum(len(c) for c in per_family.values())
     if spec.n_notes > total:
         raise DatasetError(f"n_notes={spec.n_notes} exceeds the {total} distinct (program, pitch) "
-                           f"notes in pitch range {spec.pitch_min}-{spec.pitch_max} for families "
+                           f"playable notes in pitch range {spec.pitch_min}-{spec.pitch_max} for families "
                            f"{list(spec.families)}; widen the range, add families or ask for fewer notes")
     queues = [sorted(per_family[f]) for f in FAMILIES if f in per_family]
     order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]  # round robin
@@ -369,7 +379,7 @@ def key_cycle(seed: int) -> list[str]:
     return [k for pair in zip(majors, minors) for k in pair]
 
 
-def plan_clips(spec: BuiltinSpec) -> list[PlannedItem]:
+def plan_clips(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
     """Compose ``spec.n_clips`` clips; clip ``i`` depends only on ``(seed, i)`` and its split rank."""
     cycle = key_cycle(spec.seed)
     dealt = {name: 0 for name, _ in SPLIT_FRACTIONS}
@@ -379,12 +389,12 @@ def plan_clips(spec: BuiltinSpec) -> list[PlannedItem]:
         split = split_of(f"clip:{item_id}")
         key = cycle[dealt[split] % len(cycle)]
         dealt[split] += 1
-        items.append(_compose_clip(spec, index, item_id, split, key))
+        items.append(_compose_clip(spec, coverage, index, item_id, split, key))
     return items
 
 
-def _programs_for(role: Sequence[int], spec: BuiltinSpec) -> list[int]:
-    return [p for p in role if PROGRAMS[p].family in spec.families]
+def _programs_for(role: Sequence[int], spec: BuiltinSpec, coverage: Coverage) -> list[int]:
+    return [p for p in role if PROGRAMS[p].family in spec.families and coverage.get((0, p))]
 
 
 def _fit(pitch: int, low: int, high: int) -> int:
@@ -525,7 +535,8 @@ def _drum_part(h: _Harmony, seconds: float, rng: np.random.Generator) -> tuple[s
     return tuple(notes)
 
 
-def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: str) -> PlannedItem:
+def _compose_clip(spec: BuiltinSpec, coverage: Coverage, index: int, item_id: str, split: str,
+                  key: str) -> PlannedItem:
     """Arrange and compose one clip. The arrangement (tempo, progression, which parts, their
     programs) comes from one random stream and each part's notes from its own, so a clip's
     arrangement does not depend on ``clip_seconds``."""
@@ -540,18 +551,18 @@ def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: 
     h = _Harmony(tonic, mode, 60.0 / tempo, beats_per_chord,
                  tuple(progression[i % len(progression)] for i in range(n_chords)))
     reverb_send = int(rng.integers(20, 71)) if spec.reverb else 0
-    chord_choices = _programs_for(CHORD_PROGRAMS, spec) or _programs_for(MELODY_PROGRAMS, spec)
+    chord_choices = _programs_for(CHORD_PROGRAMS, spec, coverage) or _programs_for(MELODY_PROGRAMS, spec, coverage)
     if not chord_choices:
-        raise DatasetError(f"families {list(spec.families)} leave no program to play chords; "
-                           f"include one of keyboard, organ, guitar, strings, brass, mallet")
-    melody_choices = _programs_for(MELODY_PROGRAMS, spec)
-    bass_choices = _programs_for(BASS_PROGRAMS, spec)
+        raise DatasetError(f"families {list(spec.families)} leave no program to play chords in this "
+                           f"SoundFont; include one of keyboard, organ, guitar, strings, brass, mallet")
+    melody_choices = _programs_for(MELODY_PROGRAMS, spec, coverage)
+    bass_choices = _programs_for(BASS_PROGRAMS, spec, coverage)
     roles = {"chords": _choose(rng, chord_choices)}
     if melody_choices and rng.random() < 0.85:
         roles["melody"] = _choose(rng, melody_choices)
     if bass_choices and rng.random() < 0.7:
         roles["bass"] = _choose(rng, bass_choices)
-    if rng.random() < spec.drum_probability:
+    if rng.random() < spec.drum_probability and coverage.get((synth.DRUM_BANK, 0)):
         roles["drums"] = 0  # Standard kit
 
     def part_rng(role: str) -> np.random.Generator:
@@ -572,6 +583,9 @@ def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: 
         tags.add("drums")
     if tempo_tag != "medium":
         tags.add(tempo_tag)
+    # a key the SoundFont has no sample for would be silent: leave it out
+    tracks = [dataclasses.replace(t, notes=tuple(n for n in t.notes if n.pitch in coverage[(t.bank, t.program)]))
+              for t in tracks]
     return PlannedItem(
         id=item_id, relpath=f"clips/{item_id}.wav", split=split,
         labels={"key": key, "tags": tuple(t for t in TAGS if t in tags)},
@@ -581,9 +595,14 @@ def _compose_clip(spec: BuiltinSpec, index: int, item_id: str, split: str, key: 
         tracks=tuple(tracks), seconds=spec.clip_seconds, reverb=spec.reverb, fade_seconds=0.02)
 
 
-def plan(spec: BuiltinSpec) -> list[PlannedItem]:
-    """Every item of the dataset (notes, then clips), without rendering anything."""
-    return plan_notes(spec) + plan_clips(spec)
+def plan(spec: BuiltinSpec, coverage: Coverage | None = None) -> list[PlannedItem]:
+    """Every item of the dataset (notes, then clips), without rendering anything.
+
+    ``coverage`` defaults to the key coverage of ``spec.soundfont`` (FluidSynth not needed).
+    """
+    if coverage is None:
+        coverage = synth.key_coverage(synth.resolve_soundfont(spec.soundfont))
+    return plan_notes(spec, coverage) + plan_clips(spec, coverage)
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -654,11 +673,8 @@ MARKER = "complete.json"
 def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool = True) -> None:
     """Render every missing file of ``spec`` into ``folder``, then metadata, then the marker."""
     soundfont = synth.resolve_soundfont(spec.soundfont)
-    items = plan(spec)
-    presets = {(t.bank, t.program) for it in items for t in it.tracks}
-    if missing := synth.missing_presets(soundfont, presets):
-        raise DatasetError(f"SoundFont {soundfont} lacks the General MIDI presets (bank, program) "
-                           f"{missing}; {synth.SOUNDFONT_HELP}")
+    synth.fluidsynth_version()  # fail early, with the fix, if FluidSynth is missing
+    items = plan(spec, synth.key_coverage(soundfont))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.rglob(".*.tmp"):  # left by an interrupted run
         stale.unlink()

@@ -122,6 +122,18 @@ def limit_per_split(items: Sequence[Item], max_per_split: int | Mapping[str, int
 
 
 # -- file checks -----------------------------------------------------------------------------
+def resolve_root(dataset: str, root: str | Path | None, url: str, holds: str) -> Path:
+    """The dataset root as an absolute path; ``None`` or a missing folder raise :class:`DatasetError`."""
+    if root is None:
+        raise DatasetError(f"{dataset}: no dataset root given; pass the folder that holds {holds} "
+                           f"(download from {url})")
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise DatasetError(f"{dataset}: dataset root {path} does not exist or is not a folder; it should "
+                           f"hold {holds} (download from {url})")
+    return path
+
+
 def require_paths(dataset: str, root: Path, paths: Iterable[Path], url: str, what: str = "") -> None:
     """Raise :class:`DatasetError` if any of ``paths`` (annotation files, folders) is missing."""
     missing = [p for p in paths if not p.exists()]
@@ -161,23 +173,26 @@ def check_files(dataset: str, root: Path, items: Sequence[Item], url: str,
 
 
 def layout_identity(name: str, version: str, root: Path, items: Sequence[Item],
-                    annotation_files: Iterable[Path], options: Mapping[str, Any]) -> str:
+                    annotation_files: Iterable[Path], options: Mapping[str, Any],
+                    audio_root: Path | None = None) -> str:
     """Identity of a dataset loaded from a canonical layout.
 
-    Hashes the annotation files' bytes and, per item, id, path relative to ``root``, file
-    size, split and labels - not the audio bytes (reading 50 GB of audio to name a dataset
-    would be too slow); ``Item.content_hash`` is left for the cache stage to fill.
+    Hashes the annotation files' bytes and, per item, id, audio path relative to
+    ``audio_root`` (default ``root``), file size, split and labels - not the audio bytes
+    (reading 50 GB of audio to name a dataset would be too slow); ``Item.content_hash`` is
+    left for the cache stage to fill. Paths are relative, so the identity does not depend on
+    where the dataset lives.
     """
-    ann = {}
-    for path in annotation_files:
-        ann[str(path.relative_to(root)) if path.is_relative_to(root) else path.name] = \
-            hashlib.sha256(path.read_bytes()).hexdigest()
+    def rel(path: Path, base: Path) -> str:
+        return path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+
+    base = (audio_root or root).resolve()
+    ann = {rel(Path(p), root): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in annotation_files}
     files = []
     for it in items:
-        rel = str(it.path.relative_to(root)) if it.path.is_relative_to(root) else str(it.path)
         size = it.path.stat().st_size if it.path.exists() else -1
-        files.append([it.id, rel, size, it.split, {k: list(v) if isinstance(v, tuple) else v
-                                                   for k, v in sorted(it.labels.items())}])
+        files.append([it.id, rel(it.path, base), size, it.split,
+                      {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(it.labels.items())}])
     return identity_of({"loader": name, "version": version, "annotations": ann,
                         "files": files, "options": dict(options)})
 

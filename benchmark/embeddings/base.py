@@ -115,10 +115,3 @@ class EmbeddingCache:
     def misses(self) -> int:
         return self.store.misses
 
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

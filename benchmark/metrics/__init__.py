@@ -13,6 +13,10 @@ from benchmark.metrics.base import ItemMetric, MetricCard, MetricError, SetMetri
 
 METRICS: dict[str, str] = {
     "si_sdr": "benchmark.metrics.sisdr:SISDR",
+    "visqol": "benchmark.metrics.visqol:ViSQOL",
+    "fad": "benchmark.metrics.fad:FAD",
+    "mel_distance": "benchmark.metrics.spectral:MelDistance",
+    "mrstft_distance": "benchmark.metrics.spectral:MRSTFTDistance",
 }
 
 

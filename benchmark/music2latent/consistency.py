@@ -54,6 +54,19 @@ __all__ = [
 ]
 
 
+def _exponential_delta(step: float, total_steps: float, s: ConsistencySchedule) -> float:
+    # delta_max^(1 + 2k/K) for delta_max = 0.1 reaches 0.001 at k = K; written generally as a
+    # geometric interpolation from delta_max to delta_max^3.
+    return s.delta_max ** (1.0 + 2.0 * step / total_steps)
+
+
+def _constant_delta(step: float, total_steps: float, s: ConsistencySchedule) -> float:
+    return s.delta_min
+
+
+_CURRICULA = {"exponential": _exponential_delta, "constant": _constant_delta}
+
+
 @dataclasses.dataclass(frozen=True)
 class ConsistencySchedule:
     """Every constant of the consistency-training recipe (defaults: the paper's code).
@@ -109,19 +122,6 @@ def karras_sigma(index: torch.Tensor | float, schedule: ConsistencySchedule = Co
     lo = schedule.sigma_min ** (1.0 / schedule.rho)
     hi = schedule.sigma_max ** (1.0 / schedule.rho)
     return (lo + i * (hi - lo)) ** schedule.rho
-
-
-def _exponential_delta(step: float, total_steps: float, s: ConsistencySchedule) -> float:
-    # delta_max^(1 + 2k/K) for delta_max = 0.1 reaches 0.001 at k = K; written generally as a
-    # geometric interpolation from delta_max to delta_max^3.
-    return s.delta_max ** (1.0 + 2.0 * step / total_steps)
-
-
-def _constant_delta(step: float, total_steps: float, s: ConsistencySchedule) -> float:
-    return s.delta_min
-
-
-_CURRICULA = {"exponential": _exponential_delta, "constant": _constant_delta}
 
 
 def curriculum_delta(step: int, total_steps: int, schedule: ConsistencySchedule = ConsistencySchedule()

@@ -65,7 +65,8 @@ class FreqAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each [B, T, heads, F, head_dim]
         h = F.scaled_dot_product_attention(q, k, v)
         h = h.permute(0, 1, 3, 2, 4).reshape(b, t, f, c)
-        return x + self.out(h).permute(0, 3, 2, 1)
+        h = self.out(h).permute(0, 3, 2, 1)
+        return h.add_(x) if not torch.is_grad_enabled() else x + h
 
 
 class ResBlock(nn.Module):
@@ -95,17 +96,32 @@ class ResBlock(nn.Module):
         self.attention = FreqAttention(cout, attention_heads) if attention_heads else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        """``x [B, cin, (F,) T]``, ``cond [B or 1, cond_dim]`` -> ``[B, cout, (F,) T]``."""
+        inplace = not torch.is_grad_enabled()  # in-place activations only when not training
+        h = F.silu(self.norm1(x), inplace=inplace)
         if self.cond is not None:
             if cond is None:
                 raise ValueError("this ResBlock is noise-conditioned: pass cond [B, cond_dim]")
             e = self.cond(cond)
-            h = h + e.reshape(*e.shape, *([1] * (h.ndim - 2)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        x = h + self.skip(x)
+            if e.shape[0] == 1:
+                # one noise level for the whole batch: fold the embedding into conv1's bias
+                # (saves a full pass over the feature map)
+                h = self._conv(self.conv1, h, self.conv1.bias + e[0])
+            else:
+                h = self.conv1(h) + e.reshape(*e.shape, *([1] * (h.ndim - 2)))
+        else:
+            h = self.conv1(h)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h), inplace=inplace)))
+        x = h.add_(self.skip(x)) if inplace else h + self.skip(x)
         if self.attention is not None:
             x = self.attention(x)
         return x
+
+    @staticmethod
+    def _conv(conv: nn.Module, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if isinstance(conv, nn.Conv2d):
+            return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding)
+        return F.conv1d(x, conv.weight, bias, conv.stride, conv.padding)
 
 
 class Downsample(nn.Module):

@@ -141,6 +141,16 @@ class Decoder(nn.Module):
         return pyramid[::-1]
 
 
+def _merge(cross: nn.Module, source: torch.Tensor, scale: float,
+           *terms: torch.Tensor) -> torch.Tensor:
+    """``scale * (cross(source) + sum(terms))`` for a 1x1 conv ``cross``, with ``scale``
+    folded into the conv's weights so that each term costs one pass over memory."""
+    out = torch.nn.functional.conv2d(source, cross.weight * scale, cross.bias * scale)
+    for t in terms:
+        out = out.add_(t, alpha=scale) if not torch.is_grad_enabled() else out + scale * t
+    return out
+
+
 class ConsistencyUNet(nn.Module):
     """The raw network ``F(c_in x, sigma, pyramid)`` of the consistency function."""
 
@@ -204,6 +214,8 @@ class ConsistencyUNet(nn.Module):
         def level_map(lvl: int) -> torch.Tensor:
             return pyramid[lvl] if c.cross_connections else pyramid[0]
 
+        if sigma.shape[0] > 1 and bool((sigma == sigma[:1]).all()):
+            sigma = sigma[:1]  # one level for the batch: [1, ...] embeddings broadcast
         emb = self.noise_embedding(sigma)
         cond = self.cond_mlp(emb)
         x = self.stem(x)
@@ -213,7 +225,7 @@ class ConsistencyUNet(nn.Module):
         for lvl in range(c.levels):
             for cross, block in zip(self.down_cross[lvl], self.down_blocks[lvl]):
                 if not isinstance(cross, nn.Identity):
-                    x = (x + cross(level_map(lvl))) * INV_SQRT2
+                    x = _merge(cross, level_map(lvl), INV_SQRT2, x)
                 x = block(x, cond)
                 skips.append(x)
             if lvl < top:
@@ -222,15 +234,15 @@ class ConsistencyUNet(nn.Module):
             for cross, block in zip(self.up_cross[lvl], self.up_blocks[lvl]):
                 skip = skips.pop()
                 if c.cross_connections:
-                    x = (x + skip + cross(pyramid[lvl])) * INV_SQRT3
+                    x = _merge(cross, pyramid[lvl], INV_SQRT3, x, skip)
                 else:
                     x = (x + skip) * INV_SQRT2
                 x = block(x, cond)
             if lvl > 0:
                 x = self.ups[lvl - 1](x)
         if self.head_cross is not None:
-            x = (x + self.head_cross(pyramid[0])) * INV_SQRT2
-        x = torch.nn.functional.silu(self.head_norm(x))
+            x = _merge(self.head_cross, pyramid[0], INV_SQRT2, x)
+        x = torch.nn.functional.silu(self.head_norm(x), inplace=not torch.is_grad_enabled())
         if self.scale_out is not None:
             x = x * (1.0 + self.scale_out(emb))[:, None, :, None]
         return self.head_conv(x)
@@ -325,3 +337,25 @@ class Music2Latent(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def randomize_parameters(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Fill every parameter with random values (in place), for tests and benchmarks.
+
+    Fresh models have zero-initialised residual branches, attention outputs and output conv,
+    so most paths carry no signal; this makes every path active: matrices/kernels
+    ``N(0, 1/fan_in)``, norm weights and gains ``1 + N(0, 0.1^2)``, other vectors
+    ``N(0, 0.1^2)``. Iterates ``named_parameters()`` in order with one generator, so a module
+    tree with the same names and shapes gets the same values.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                v = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+            elif "norm" in name or "gain" in name:
+                v = 1.0 + 0.1 * torch.randn(p.shape, generator=g)
+            else:
+                v = 0.1 * torch.randn(p.shape, generator=g)
+            p.copy_(v)
+    return module

@@ -26,6 +26,7 @@ Files are written to a temporary name in the same folder and moved into place wi
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
@@ -96,6 +97,7 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(repo: Path | None = None) -> str:
     """Current git commit of the code (``"unknown"`` outside a checkout)."""
     repo = repo or Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 :class:`TrainConfig` holds everything the generic trainer needs; codec-specific model
 settings live in ``model_preset`` (a preset name of the codec's own config registry) plus the
-``model`` override dict (e.g. ``{"latent_dim": 32, "crop_frames": 64}``). Presets are plain
+``model`` override dict (e.g. ``{"latent_dim": 32}``). Presets are plain
 dicts in :data:`TRAIN_PRESETS`, keyed by codec and preset name, so baseline autoencoders add
 theirs with :func:`register_train_presets`.
 
@@ -29,7 +29,8 @@ class TrainConfig:
 
     Model
         codec: training-task registry name. model_preset: the codec's model preset.
-        model: overrides of the model config fields.
+        model: overrides of the model config fields. crop_frames: STFT frames per training
+        crop (None: the model config's own ``crop_frames``).
     Optimisation (defaults: the Music2Latent paper's code)
         steps: optimiser steps. batch_size: examples per optimiser step over all processes
         (split over DDP ranks, then over ``grad_accum`` micro-batches). lr, final_lr,
@@ -53,6 +54,7 @@ class TrainConfig:
     codec: str = "music2latent"
     model_preset: str = "paper"
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    crop_frames: int | None = None
     steps: int = 800_000
     batch_size: int = 16
     grad_accum: int = 1
@@ -78,6 +80,17 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        # YAML reads "3e-4" as a string (no dot); coerce numbers by the field's type.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            try:
+                if kind in ("int", "int | None") and value is not None and not isinstance(value, bool):
+                    setattr(self, f.name, int(float(value)) if isinstance(value, str) else int(value))
+                elif kind in ("float", "float | None") and value is not None:
+                    setattr(self, f.name, float(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"TrainConfig: {f.name}={value!r} is not a number") from None
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.model = dict(self.model or {})
         self.validate()
@@ -105,6 +118,8 @@ class TrainConfig:
         for name in ("val_every", "save_every", "log_every"):
             if getattr(self, name) < 0:
                 fail(f"{name} must be >= 0")
+        if self.crop_frames is not None and self.crop_frames < 1:
+            fail(f"crop_frames must be positive, got {self.crop_frames}")
         if self.val_crops < 0 or self.val_batch < 1:
             fail("need val_crops >= 0 and val_batch >= 1")
 
@@ -134,7 +149,7 @@ class TrainConfig:
 _M2L_PAPER: dict[str, Any] = {
     # 800 k iterations of batch 16, RAdam 1e-4, 10 k warm-up, cosine to 1e-6, EMA 0.9999,
     # validation every "epoch" of 10 k iterations; 64-frame crops (from the model config).
-    "codec": "music2latent", "model_preset": "paper", "steps": 800_000, "batch_size": 16,
+    "codec": "music2latent", "model_preset": "paper", "crop_frames": 64, "steps": 800_000, "batch_size": 16,
     "lr": 1e-4, "final_lr": 1e-6, "warmup_steps": 10_000, "ema_decay": 0.9999,
     "val_every": 10_000, "save_every": 2_000, "val_crops": 256, "val_batch": 8,
 }
@@ -142,9 +157,9 @@ _M2L_PAPER: dict[str, Any] = {
 _M2L_CPU: dict[str, Any] = {
     # Sized for ~6 minutes on 2 CPU cores with the "cpu" model; a higher lr and a short EMA
     # because the run is ~4 orders of magnitude shorter than the paper's.
-    "codec": "music2latent", "model_preset": "cpu", "steps": 600, "batch_size": 8,
+    "codec": "music2latent", "model_preset": "cpu", "crop_frames": 64, "steps": 400, "batch_size": 8,
     "lr": 1e-3, "final_lr": 1e-5, "warmup_steps": 50, "ema_decay": 0.99,
-    "val_every": 200, "save_every": 200, "val_crops": 16, "val_batch": 8, "log_every": 10,
+    "val_every": 100, "save_every": 100, "val_crops": 16, "val_batch": 8, "log_every": 10,
 }
 
 _M2L_SMOKE: dict[str, Any] = {

@@ -7,8 +7,9 @@
       LSD = mean_frames sqrt( mean_bins (10 log10(P + eps) - 10 log10(P_hat + eps))^2 )
 
   with power spectra ``P`` from a Hann STFT of ``n_fft`` samples (2048 at 44.1 kHz, scaled
-  with the rate: ~46 ms) and hop ``n_fft / 4``, ``eps = 1e-10`` (-100 dB floor), averaged over
-  crops. It ignores phase, which a generative decoder does not copy, so it is the default
+  with the rate: ~46 ms) and hop ``n_fft / 4``, normalised by the window sum (a full-scale
+  sinusoid peaks at 0.25, i.e. -6 dB), and a floor ``eps = 1e-8`` (-80 dB) so that
+  near-silent bins do not dominate; averaged over crops. It ignores phase, which a generative decoder does not copy, so it is the default
   checkpoint-selection metric for consistency autoencoders.
 """
 
@@ -23,7 +24,7 @@ from benchmark.metrics.sisdr import si_sdr
 
 __all__ = ["log_spectral_distance", "reconstruction_metrics", "lsd_n_fft"]
 
-_EPS = 1e-10
+_EPS = 1e-8
 
 
 def lsd_n_fft(sample_rate: int) -> int:
@@ -50,7 +51,7 @@ def log_spectral_distance(reference: torch.Tensor, estimate: torch.Tensor, n_fft
 
     def log_power(x: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(x.double(), n_fft, hop_length=n_fft // 4, window=window, center=False,
-                          return_complex=True)
+                          return_complex=True) / window.sum()
         return 10.0 * torch.log10(spec.abs() ** 2 + _EPS)
 
     diff = log_power(reference) - log_power(estimate)  # [batch, bins, frames]

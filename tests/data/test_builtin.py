@@ -1,0 +1,257 @@
+"""Built-in FluidSynth dataset: determinism, cache, labels, splits, identity, errors."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import librosa
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmark.data import builtin, synth
+from benchmark.data.audio import file_hash, read_audio
+from benchmark.data.dataset import SPLITS, DatasetError
+from benchmark.data.registry import load_dataset
+
+TINY = dict(sample_rate=16000, n_notes=12, n_clips=4, clip_seconds=2.0, pitch_min=55, pitch_max=67)
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file except the completion marker (which records timings)."""
+    return {str(p.relative_to(folder)): file_hash(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != builtin.MARKER}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return builtin.load_builtin(tmp_path_factory.mktemp("cache"), "smoke", workers=2, progress=False)
+
+
+# -- generation, determinism, cache ---------------------------------------------------------
+def test_same_spec_gives_identical_bytes_whatever_the_workers(tmp_path):
+    a = builtin.load_builtin(tmp_path / "a", "smoke", workers=1, progress=False, **TINY)
+    b = builtin.load_builtin(tmp_path / "b", "smoke", workers=2, progress=False, **TINY)
+    assert a.identity == b.identity and a.root.name == f"builtin-{a.identity}"
+    assert a.root.parent == tmp_path / "a" / "datasets"
+    hashes = _file_hashes(a.root)
+    assert len(hashes) == 12 + 4 + 2  # audio + metadata.csv + spec.json
+    assert hashes == _file_hashes(b.root)
+    assert [it.content_hash for it in a.items] == [hashes[str(it.path.relative_to(a.root))] for it in a.items]
+
+    c = builtin.load_builtin(tmp_path / "c", "smoke", workers=1, progress=False, **{**TINY, "seed": 1})
+    assert c.identity != a.identity
+    other = _file_hashes(c.root)
+    assert not set(h for k, h in other.items() if k.endswith(".wav")) & set(hashes.values())
+
+
+def test_second_load_is_a_cache_hit(smoke, monkeypatch):
+    mtimes = {p: p.stat().st_mtime_ns for p in smoke.root.rglob("*")}
+
+    def must_not_render(*args, **kwargs):
+        raise AssertionError("cache hit expected, but the dataset was regenerated")
+
+    monkeypatch.setattr(builtin, "generate", must_not_render)
+    again = builtin.load_builtin(smoke.root.parent.parent, "smoke", progress=False)
+    assert again.identity == smoke.identity and again.items == smoke.items
+    assert {p: p.stat().st_mtime_ns for p in smoke.root.rglob("*")} == mtimes
+
+
+def test_interrupted_generation_resumes(tmp_path):
+    first = builtin.load_builtin(tmp_path, "smoke", workers=1, progress=False, **TINY)
+    reference = _file_hashes(first.root)
+    # simulate a crash: marker not yet written, one file never finished (temp file left over)
+    (first.root / builtin.MARKER).unlink()
+    victim = first.items[3].path
+    victim.unlink()
+    (victim.parent / f".{victim.name}.tmp").write_bytes(b"half a file")
+    resumed = builtin.load_builtin(tmp_path, "smoke", workers=1, progress=False, **TINY)
+    marker = json.loads((resumed.root / builtin.MARKER).read_text())
+    assert marker["rendered"] == 1 and marker["items"] == 16
+    assert _file_hashes(resumed.root) == reference
+    # a file deleted after completion is re-rendered on the next load
+    victim.unlink()
+    builtin.load_builtin(tmp_path, "smoke", workers=1, progress=False, **TINY)
+    assert json.loads((resumed.root / builtin.MARKER).read_text())["rendered"] == 1
+    assert _file_hashes(resumed.root) == reference
+
+
+def test_default_root_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path))
+    assert builtin.default_cache_root() == tmp_path
+    monkeypatch.delenv("BENCHMARK_CACHE")
+    assert builtin.default_cache_root() == Path("~/.cache/m2l-benchmark").expanduser()
+
+
+def test_registry_loads_builtin(smoke):
+    via_registry = load_dataset("builtin", smoke.root.parent.parent, preset="smoke", progress=False)
+    assert via_registry.identity == smoke.identity and len(via_registry) == len(smoke)
+
+
+# -- files and labels ----------------------------------------------------------------------
+def test_files_are_normalised_mono_pcm16(smoke):
+    spec = builtin.BUILTIN_PRESETS["smoke"]
+    target = round(10 ** (spec.peak_dbfs / 20) * 32767)
+    for it in smoke.items[::7]:
+        info = sf.info(str(it.path))
+        assert (info.channels, info.samplerate, info.subtype) == (1, spec.sample_rate, "PCM_16")
+        seconds = spec.note_seconds if "pitch" in it.labels else spec.clip_seconds
+        assert info.frames == round(seconds * spec.sample_rate)
+        data, _ = sf.read(str(it.path), dtype="int16")
+        assert int(np.max(np.abs(data.astype(np.int32)))) == target
+        assert data[-1] == 0  # faded out
+
+
+def test_smoke_content_covers_every_family_and_both_modes(smoke):
+    notes, clips = smoke.with_label("pitch"), smoke.with_label("key")
+    spec = builtin.BUILTIN_PRESETS["smoke"]
+    assert (len(notes), len(clips)) == (spec.n_notes, spec.n_clips)
+    assert {it.labels["instrument"] for it in notes} == set(builtin.FAMILIES)
+    assert len({it.labels["pitch"] for it in notes}) >= 12
+    assert all(spec.pitch_min <= it.labels["pitch"] <= spec.pitch_max for it in notes)
+    assert {it.labels["key"].split()[1] for it in clips} == {"major", "minor"}
+    for it in clips:
+        mir_eval.key.validate_key(it.labels["key"])
+        assert it.labels["key"] in builtin.KEYS
+        assert set(it.labels["tags"]) <= set(builtin.TAGS)
+        assert (it.labels["key"].split()[1] in it.labels["tags"])
+    assert all("key" not in it.labels and "tags" not in it.labels for it in notes)
+
+
+def test_note_fundamental_matches_pitch_label(smoke):
+    """YIN on the sustain: organs sound an octave down (16' stops), so check the pitch class
+    for all notes and the exact pitch for most."""
+    errors = []
+    for it in smoke.with_label("pitch"):
+        audio, rate = read_audio(it.path, mono=True)
+        f0 = librosa.yin(audio[0, int(0.05 * rate):int(0.45 * rate)], fmin=30, fmax=2500, sr=rate,
+                         frame_length=2048)
+        errors.append(float(np.median(librosa.hz_to_midi(f0))) - it.labels["pitch"])
+    errors = np.array(errors)
+    pitch_class_error = np.abs((errors + 6) % 12 - 6)
+    assert np.mean(pitch_class_error < 1.0) >= 0.95
+    assert np.mean(np.abs(errors) < 1.0) >= 0.85
+
+
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def test_clip_chroma_matches_its_key_profile(smoke):
+    """Krumhansl-Kessler: the labelled key must correlate better than most of the other 23."""
+    ranks = []
+    for it in smoke.with_label("key"):
+        audio, rate = read_audio(it.path, mono=True)
+        chroma = librosa.feature.chroma_cqt(y=audio[0], sr=rate).mean(axis=1)
+        scores = {}
+        for key in builtin.KEYS:
+            tonic, mode = mir_eval.key.split_key_string(key)
+            scores[key] = np.corrcoef(chroma, np.roll(KK_MAJOR if mode == "major" else KK_MINOR, tonic))[0, 1]
+        ranks.append(sorted(scores, key=scores.get, reverse=True).index(it.labels["key"]))
+    ranks = np.array(ranks)
+    assert ranks.max() <= 7  # better than at least 16 of the 23 other keys, for every clip
+    assert np.mean(ranks == 0) >= 0.35  # and the best-matching key outright for many
+
+
+# -- splits --------------------------------------------------------------------------------
+def test_notes_cannot_leak_across_splits():
+    items = builtin.plan(builtin.BUILTIN_PRESETS["default"])
+    assert len({it.id for it in items}) == len(items)
+    notes = [it for it in items if it.extras["kind"] == "note"]
+    groups = collections.Counter((it.extras["program"], it.labels["pitch"]) for it in notes)
+    assert max(groups.values()) == 1  # each (program, pitch) once in the whole dataset
+    for it in notes:
+        assert it.split == builtin.split_of(f"note:{it.extras['program']}:{it.labels['pitch']}")
+    train = [it for it in notes if it.split == "train"]
+    for field in ("instrument", "pitch"):
+        seen = {it.labels[field] for it in train}
+        assert {it.labels[field] for it in notes} == seen  # every class is trained on
+    fractions = collections.Counter(it.split for it in items)
+    assert 0.62 <= fractions["train"] / len(items) <= 0.78
+    assert min(fractions["valid"], fractions["test"]) / len(items) >= 0.10
+
+
+def test_every_evaluated_key_is_in_train():
+    for preset in ("smoke", "default"):
+        clips = builtin.plan_clips(builtin.BUILTIN_PRESETS[preset], synth.key_coverage(synth.default_soundfont()))
+        by_split = {s: {it.labels["key"] for it in clips if it.split == s} for s in SPLITS}
+        assert by_split["valid"] | by_split["test"] <= by_split["train"]
+        if preset == "default":
+            assert by_split["train"] == set(builtin.KEYS)
+
+
+def test_growing_the_dataset_never_moves_an_item():
+    small = builtin.plan(dataclasses.replace(builtin.BUILTIN_PRESETS["default"], n_notes=200, n_clips=60))
+    large = {it.id: it for it in builtin.plan(builtin.BUILTIN_PRESETS["default"])}
+    for it in small:
+        if it.extras["kind"] == "clip":  # clips: same id, same split, same music
+            assert large[it.id] == it
+        elif it.id in large:  # notes: a note kept in the larger set keeps its split and velocity
+            assert (large[it.id].split, large[it.id].extras) == (it.split, it.extras)
+    assert sum(it.id in large for it in small) >= 0.9 * len(small)
+
+
+def test_clip_arrangement_does_not_depend_on_clip_length():
+    cov = synth.key_coverage(synth.default_soundfont())
+    short = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=3.0), cov)
+    long = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=8.0), cov)
+    for a, b in zip(short, long):
+        assert (a.labels, a.extras, a.split) == (b.labels, b.extras, b.split)
+        assert [t.program for t in a.tracks] == [t.program for t in b.tracks]
+        for ta, tb in zip(a.tracks, b.tracks):  # the longer clip continues the shorter one
+            assert [n for n in ta.notes if n.start < 2.5] == [n for n in tb.notes if n.start < 2.5]
+
+
+def test_tag_vocabulary_is_rich_and_used():
+    clips = [it for it in builtin.plan(builtin.BUILTIN_PRESETS["default"]) if it.extras["kind"] == "clip"]
+    counts = collections.Counter(t for it in clips for t in it.labels["tags"])
+    assert set(counts) == set(builtin.TAGS) and len(counts) >= 10
+    for it in clips:  # tempo tags follow the stored tempo
+        tempo = it.extras["tempo_bpm"]
+        assert ("fast" in it.labels["tags"]) == (tempo >= 120) and ("slow" in it.labels["tags"]) == (tempo <= 88)
+
+
+def test_notes_avoid_keys_the_soundfont_lacks():
+    items = builtin.plan_notes(builtin.BuiltinSpec(n_notes=1500, pitch_min=40, pitch_max=90),
+                               synth.key_coverage(synth.default_soundfont()))
+    assert "note-065-064" not in {it.id for it in items}  # TimGM6mb alto sax has no E4 sample
+    assert "note-065-063" in {it.id for it in items}
+
+
+# -- identity and errors ---------------------------------------------------------------------
+def test_identity_hashes_soundfont_bytes_not_path(tmp_path):
+    spec = builtin.BUILTIN_PRESETS["smoke"]
+    base = builtin.builtin_identity(spec)
+    copy = tmp_path / "copy.sf2"
+    shutil.copyfile(synth.default_soundfont(), copy)
+    assert builtin.builtin_identity(dataclasses.replace(spec, soundfont=str(copy))) == base
+    with open(copy, "ab") as fh:
+        fh.write(b"\0\0")
+    assert builtin.builtin_identity(dataclasses.replace(spec, soundfont=copy)) != base
+    assert builtin.builtin_identity(dataclasses.replace(spec, seed=1)) != base
+    payload = builtin.identity_payload(spec)
+    assert payload["soundfont_sha256"] == synth.soundfont_sha256(synth.default_soundfont())
+    assert payload["generator_version"] == builtin.GENERATOR_VERSION and "fluidsynth" in payload
+
+
+def test_missing_soundfont_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="--soundfont") as info:
+        builtin.load_builtin(tmp_path, "smoke", progress=False, soundfont=tmp_path / "GM.sf2")
+    assert str(tmp_path / "GM.sf2") in str(info.value)
+
+
+def test_bad_options_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="unknown built-in preset 'huge'.*smoke"):
+        builtin.load_builtin(tmp_path, "huge")
+    with pytest.raises(DatasetError, match=r"unknown built-in dataset option\(s\) \['n_note'\]"):
+        builtin.load_builtin(tmp_path, "smoke", n_note=3)
+    with pytest.raises(DatasetError, match="unknown families"):
+        builtin.BuiltinSpec(families=("kazoo",))
+    with pytest.raises(DatasetError, match="exceeds the .* playable notes"):
+        builtin.plan(builtin.BuiltinSpec(n_notes=500, pitch_min=60, pitch_max=61))
+    assert builtin.BuiltinSpec(families=["bass", "flute"]).families == ("bass", "flute")
