@@ -41,7 +41,7 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         path = Path(run_dir) / "results.csv"
         if not path.exists():
             raise ReportError(f"{path} not found: is {run_dir} a run folder written by `benchmark run`?")
-        frames.append(pd.read_csv(path))
+        frames.append(pd.read_csv(path, dtype={"metric_version": str, "seed": "Int64"}))
         if (Path(run_dir) / "items.csv").exists():
             items.append(pd.read_csv(Path(run_dir) / "items.csv"))
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -75,7 +75,8 @@ def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
     cost = results[results["stage"] == "cost"]
     if recon.empty and cost.empty:
         return pd.DataFrame()
-    codecs = list(dict.fromkeys(list(recon["codec_label"]) + list(cost["codec_label"])))
+    # codecs that decode: those with reconstruction rows (feature-only extractors have none)
+    codecs = list(dict.fromkeys(recon["codec_label"])) or list(dict.fromkeys(cost["codec_label"]))
     table = pd.DataFrame(index=pd.Index(codecs, name="codec"))
     for metric, group in recon.groupby("metric", sort=False):
         header = f"{metric} ({group['unit'].iloc[0]}){_arrow(group['higher_is_better'].iloc[0])}"
