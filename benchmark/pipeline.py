@@ -386,10 +386,18 @@ class Pipeline:
         return out
 
     def probe(self, runs: list[CodecRun]) -> None:
-        from benchmark.probes import ProbeConfig, run_probe
+        """Probe every task x codec x representation x head from cached embeddings.
+
+        Results (summary rows, per-seed rows, test predictions) are cached per probe; then each
+        codec is compared with the best codec of its task/head/representation by a paired
+        bootstrap test on the same test items (rows of stage ``probe_paired``).
+        """
+        from benchmark.probes import ProbeConfig, ProbePredictions, paired_test, run_probe
         from tasks import create_task
 
         probe_config = ProbeConfig(**self.config.probe)
+        # device/threads change speed, not results: keep them out of the cache key
+        key_config = {k: v for k, v in probe_config.as_dict().items() if k not in ("device", "num_threads")}
         items = self.items()
         for task_name in self.config.tasks:
             task = create_task(task_name)
@@ -398,36 +406,75 @@ class Pipeline:
                 self.log(f"[probe] dataset {self.dataset.name!r} has no {task.label_field!r} labels: "
                          f"task {task_name!r} skipped")
                 continue
-            for run in runs:
+            label_key = sorted((it.id, self.content_hash(it), it.split) for it in labelled)
+            predictions: dict[tuple[str, str], list[tuple[CodecRun, ProbePredictions, float]]] = {}
+            for run in tqdm(runs, desc=f"probe {task_name}", disable=not self.progress, unit="codec"):
                 for representation in self.config.representations:
                     if representation == "features" and not run.codec.info.has_features:
                         continue
                     embeddings = None
                     for head in probe_config.heads:
                         key = cache_key("probe", task_name, getattr(task, "version", "1"), representation, head,
-                                        dataclasses.asdict(probe_config), run.codec.identity,
-                                        sorted((it.id, self.content_hash(it), it.split) for it in labelled))
-                        rows = self.cache.load_value("probes", key)
-                        if rows is None:
+                                        key_config, run.codec.identity, label_key)
+                        cached = self.cache.load_value("probes", key)
+                        pred_path = self.cache.root / "artifacts" / "probes" / key[:2] / f"{key}.predictions.npz"
+                        if cached is None or not pred_path.exists():
                             if embeddings is None:
                                 embeddings = self.embeddings(run, labelled, representation)
                             try:
                                 outcome = run_probe(task, embeddings, [it for it in labelled if it.id in embeddings],
                                                     head, probe_config)
                             except Exception as exc:
-                                self.store.add_error(run.label, f"probe:{task_name}:{head}", "*", "", _describe(exc))
+                                self.store.add_error(run.label, f"probe:{task_name}:{head}:{representation}", "*", "",
+                                                     _describe(exc))
                                 continue
-                            rows = outcome.rows
-                            self.cache.save_value("probes", key, rows)
-                        for row in rows:
-                            self.store.add(codec=run.spec.name, codec_label=run.label, codec_id=run.codec.identity,
-                                           weights_id=run.codec.info.weights_id, dataset=self.dataset.name,
-                                           dataset_id=self.dataset.identity, split="test", stage="probe",
-                                           task=task_name, representation=representation,
-                                           **{k: row.get(k) for k in ("metric", "head", "pooling", "value", "std",
-                                                                        "ci_low", "ci_high", "seed")},
-                                           n=row.get("n_test"), higher_is_better=row.get("higher_is_better", True),
-                                           settings={k: row.get(k) for k in ("n_train", "n_valid", "seeds") if k in row})
+                            outcome.test_item_scores.save(pred_path)
+                            cached = {"rows": outcome.rows, "per_seed": outcome.per_seed}
+                            self.cache.save_value("probes", key, cached)
+                        self._add_probe_rows(run, task, representation, cached)
+                        primary = next((r for r in cached["rows"] if r.get("metric") == task.primary_metric), None)
+                        if primary is not None:
+                            predictions.setdefault((representation, head), []).append(
+                                (run, ProbePredictions.load(pred_path), float(primary["value"])))
+            self._paired_tests(task, predictions, paired_test)
+
+    def _add_probe_rows(self, run: CodecRun, task, representation: str, cached: dict) -> None:
+        base = dict(codec=run.spec.name, codec_label=run.label, codec_id=run.codec.identity,
+                    weights_id=run.codec.info.weights_id, dataset=self.dataset.name,
+                    dataset_id=self.dataset.identity, split="test", stage="probe", task=task.name,
+                    representation=representation)
+        for row in cached["rows"]:  # summary: mean over seeds, CI over test items
+            self.store.add(**base, metric=row["metric"], head=row["head"], pooling=row.get("pooling"),
+                           value=row["value"], std=row.get("std"), ci_low=row.get("ci_low"),
+                           ci_high=row.get("ci_high"), n=row.get("n_test"), higher_is_better=True,
+                           convention=row.get("convention"), metric_version=row.get("task_version"),
+                           settings={k: row[k] for k in ("n_train", "n_valid", "seeds", "primary") if k in row})
+        for row in cached["per_seed"]:
+            self.store.add(**base, metric=row["metric"], head=row["head"], pooling=row.get("pooling"),
+                           seed=row["seed"], value=row["value"], n=row.get("n_test"), higher_is_better=True,
+                           settings={k: row[k] for k in ("best_epoch", "epochs_run") if k in row})
+
+    def _paired_tests(self, task, predictions, paired_test) -> None:
+        """Each codec vs the best one (same task/representation/head) on the primary metric."""
+        for (representation, head), entries in predictions.items():
+            if len(entries) < 2:
+                continue
+            best_run, best_pred, _ = max(entries, key=lambda e: e[2])
+            for run, pred, _ in entries:
+                if run is best_run:
+                    continue
+                try:
+                    test = paired_test(pred, best_pred, task.primary_metric, seed=self.config.seed, task=task)
+                except Exception as exc:
+                    self.store.add_error(run.label, f"paired:{task.name}", "*", "", _describe(exc))
+                    continue
+                self.store.add(codec=run.spec.name, codec_label=run.label, codec_id=run.codec.identity,
+                               dataset=self.dataset.name, dataset_id=self.dataset.identity, split="test",
+                               stage="probe_paired", task=task.name, representation=representation, head=head,
+                               metric=f"{task.primary_metric}_minus_best", value=test["delta"],
+                               ci_low=test["ci_low"], ci_high=test["ci_high"], n=test["n_items"],
+                               settings={"best": best_run.label, "p_value": test["p_value"],
+                                         "method": test.get("method")})
 
     # ------------------------------------------------------------------------------------------
     # cost rows

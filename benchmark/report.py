@@ -106,6 +106,25 @@ def probe_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.loc[order].fillna("–")
 
 
+def paired_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each codec's gap to the best codec per task/representation/head (paired bootstrap)."""
+    paired = results[results["stage"] == "probe_paired"]
+    if paired.empty:
+        return pd.DataFrame()
+
+    def cell(row) -> str:
+        settings = json.loads(row["settings"]) if isinstance(row["settings"], str) else {}
+        p = settings.get("p_value")
+        verdict = "" if p is None else (" *" if p < 0.05 else " (n.s.)")
+        return f"{_with_ci(row)} p={_fmt(p, 3)}{verdict} vs {settings.get('best', '?')}"
+
+    paired = paired.assign(cell=paired.apply(cell, axis=1), column=paired["task"] + ": " + paired["metric"],
+                           row=list(zip(paired["codec_label"], paired["representation"], paired["head"])))
+    table = paired.drop_duplicates(["row", "column"], keep="last").pivot(index="row", columns="column", values="cell")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["codec", "representation", "head"])
+    return table.fillna("best")
+
+
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     cost = results[results["stage"] == "cost"]
     if cost.empty:
@@ -229,6 +248,9 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         ("reconstruction", reconstruction_table(results),
          "Reconstruction quality (mean [95% bootstrap CI] over test items) and cost."),
         ("probes", probe_table(results), "Probe scores on test (mean over seeds [95% CI over test items])."),
+        ("paired", paired_table(results),
+         "Gap to the best codec on each task's primary metric (paired bootstrap over the same test items; "
+         "* = p < 0.05)."),
         ("codecs", cost_table(results), "Codec facts: parameters, compression, speed (x realtime), licences."),
     ):
         if table.empty:

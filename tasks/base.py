@@ -154,7 +154,8 @@ class Task(abc.ABC):
                 "metrics": list(self.metric_names), "primary_metric": self.primary_metric,
                 "convention": self.convention, "task_version": self.version}
 
-    def _check_scores(self, y_true: np.ndarray, y_score: np.ndarray, classes: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    def _check_scores(self, y_true: np.ndarray, y_score: np.ndarray,
+                      classes: Sequence) -> tuple[np.ndarray, np.ndarray]:
         y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
         if y_score.ndim != 2 or y_score.shape != (len(y_true), len(classes)):
             raise TaskError(f"{self.name}: y_score has shape {y_score.shape}, expected "

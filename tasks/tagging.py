@@ -23,6 +23,7 @@ weighted cumulative sum over the same order.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -87,14 +88,13 @@ def scored_classes(y_true: np.ndarray) -> np.ndarray:
 
 
 def _macro(per_class: np.ndarray, keep: np.ndarray) -> float | np.ndarray:
+    """Mean over the kept classes, ignoring NaN (classes undefined in a bootstrap replicate)."""
     values = per_class[..., keep]
     if values.shape[-1] == 0:
         return np.nan if values.ndim == 1 else np.full(values.shape[0], np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = np.nanmean(values, axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicate -> NaN, no warning
+        m = np.nanmean(values, axis=-1)
     return float(m) if np.ndim(m) == 0 else m
 
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -690,17 +691,22 @@ def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool =
     log.info("rendering %d of %d built-in items into %s with %d worker(s)", len(jobs), len(items), folder, workers)
     from tqdm.auto import tqdm  # noqa: PLC0415 - keep import light for planning-only use
 
-    with tqdm(total=len(jobs), desc=f"builtin-{spec_json['identity']}", unit="item",
-              disable=not progress or not jobs) as bar:
-        if workers == 1:
+    bar = functools.partial(tqdm, total=len(jobs), desc=f"builtin-{spec_json['identity']}", unit="item",
+                            disable=not progress or not jobs)
+    if workers == 1:
+        with bar() as progress_bar:
             for job in jobs:
                 _render_job(job)
-                bar.update()
-        else:
-            # spawn: workers start clean (no forked threads or state) on every platform
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for _ in pool.imap_unordered(_render_job, jobs, chunksize=4):
-                    bar.update()
+                progress_bar.update()
+    else:
+        # fork where available: workers need nothing from the parent but the job, and unlike
+        # spawn/forkserver it does not re-import the caller's main script. The pool starts
+        # before the bar so that tqdm's monitor thread does not exist at fork time.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with context.Pool(workers) as pool, bar() as progress_bar:
+            for _ in pool.imap_unordered(_render_job, jobs, chunksize=4):
+                progress_bar.update()
     rows = []
     for it in items:
         rows.append({"id": it.id, "path": it.relpath, "split": it.split,
@@ -734,6 +740,10 @@ def load_builtin(root: Path | None = None, preset: str = "default", workers: int
     ------
     DatasetError: bad options, FluidSynth or the SoundFont unavailable, or a failed render.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawn worker importing an unguarded main script would wait forever on our lock
+        raise DatasetError("load_builtin was called while a worker process was importing the main "
+                           "script; put the call under `if __name__ == '__main__':`")
     spec = resolve_spec(preset, **overrides)
     identity = builtin_identity(spec)
     base = (Path(root) if root is not None else default_cache_root()).expanduser() / "datasets"

@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from benchmark.data.canonical import check_files, describe, layout_identity, limit_per_split, require_paths, resolve_root
+from benchmark.data.canonical import (check_files, describe, layout_identity, limit_per_split, require_paths,
+                                      resolve_root)
 from benchmark.data.dataset import SPLITS, Dataset, DatasetError, Item
 
 NAME = "nsynth"

@@ -61,9 +61,10 @@ def read_metadata(path: Path) -> list[dict]:
         header = reader.fieldnames or []
         inst_col = next((c for c in INSTRUMENT_COLUMNS if c in header), None)
         missing = [c for c in ("Path", "Fold", "Family", "Pitch") if c not in header]
-        if missing or inst_col is None:
-            raise DatasetError(f"{NAME}: {path} lacks column(s) {missing + ([] if inst_col else ['Instrument (in full)'])}; "
-                               f"header is {header}")
+        if inst_col is None:
+            missing.append(INSTRUMENT_COLUMNS[0])
+        if missing:
+            raise DatasetError(f"{NAME}: {path} lacks column(s) {missing}; header is {header}")
         rows = []
         for line_no, row in enumerate(reader, start=2):
             try:
@@ -116,7 +117,8 @@ def load_tinysol(root: Path | None, *, test_fold: int = 0, valid_fold: int | Non
         try:
             pitch = note_to_midi(row["pitch_name"])
         except ValueError:
-            raise DatasetError(f"{NAME}: {meta}: {row['path']} has pitch {row['pitch_name']!r}, not a note name") from None
+            raise DatasetError(f"{NAME}: {meta}: {row['path']} has pitch {row['pitch_name']!r}, "
+                               "not a note name") from None
         if row["pitch_id"] is not None and row["pitch_id"] != pitch:
             mismatched += 1
         split = "test" if row["fold"] == test_fold else "valid" if row["fold"] == valid_fold else "train"

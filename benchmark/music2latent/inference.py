@@ -81,6 +81,26 @@ class BlockNoise:
         return torch.stack(items).to(device=self.device, dtype=self.dtype)
 
 
+def prepare_for_inference(model: Music2Latent, channels_last: bool | None = None
+                          ) -> Music2Latent:
+    """Put ``model`` in eval mode and, on CPU (default) or when asked, store its weights
+    channels-last (NHWC), which oneDNN convolutions run markedly faster with. Values and
+    state-dict keys are unchanged. Returns the model."""
+    model.eval()
+    if channels_last is None:
+        channels_last = _device(model).type == "cpu"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _like_model(model: Music2Latent, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory format of the model's 2-D weights (channels-last or not)."""
+    if model.unet.stem.weight.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def sample_representation(model: Music2Latent, pyramid: Sequence[torch.Tensor], frames: int,
                           steps: int, noise_fn: NoiseFn, frame_offset: int = 0
                           ) -> torch.Tensor:
@@ -99,12 +119,12 @@ def sample_representation(model: Music2Latent, pyramid: Sequence[torch.Tensor], 
     """
     c = model.config
     sigmas = karras_sigmas(steps, c.sigma_min, c.sigma_max, c.rho)
-    x = sigmas[0] * noise_fn(0, frame_offset, frame_offset + frames)
+    x = _like_model(model, sigmas[0] * noise_fn(0, frame_offset, frame_offset + frames))
     for j in range(steps):
         x = model.denoise(x, sigmas[j], pyramid)
         if j + 1 < steps:
             std = math.sqrt(sigmas[j + 1] ** 2 - c.sigma_min ** 2)
-            x = x + std * noise_fn(j + 1, frame_offset, frame_offset + frames)
+            x = x + std * _like_model(model, noise_fn(j + 1, frame_offset, frame_offset + frames))
     return x
 
 
@@ -194,7 +214,7 @@ def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
         prev_end = 0
         for start, end in spans:
             segment = wave[:, start * spl:end * spl + edge]
-            spec = frontend.wave_to_spec(segment)
+            spec = _like_model(model, frontend.wave_to_spec(segment))
             z = (model.encode_features(spec) if features else model.encode(spec)).float().cpu()
             if out is None:
                 out = torch.zeros(wave.shape[0], z.shape[1], total)

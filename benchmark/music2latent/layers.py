@@ -142,17 +142,90 @@ class Downsample(nn.Module):
         return self.conv(self.norm(x))
 
 
+def _phase_taps(scale: int, kernel: int) -> tuple[torch.Tensor, list[int], int]:
+    """Sub-pixel decomposition of "nearest ×scale, then a 'same' conv of ``kernel`` taps" along
+    one axis.
+
+    Output row ``scale * i + a`` reads input rows ``i + offsets[a] + t`` for
+    ``t < width``; ``taps[a, t, d]`` is 1 where kernel tap ``d`` lands on that row.
+    Returns ``(taps [scale, width, kernel], offsets, width)``.
+    """
+    pad = kernel // 2
+    rows = [[(a + d - pad) // scale for d in range(kernel)] for a in range(scale)]
+    offsets = [min(r) for r in rows]
+    width = max(max(r) - min(r) for r in rows) + 1
+    taps = torch.zeros(scale, width, kernel)
+    for a in range(scale):
+        for d, row in enumerate(rows[a]):
+            taps[a, row - offsets[a], d] = 1.0
+    return taps, offsets, width
+
+
 class Upsample(nn.Module):
     """Level transition up: nearest ×factor in frequency then (5, 1) conv (``freq_only``), or
-    nearest ×2 in frequency and time then 3x3 conv."""
+    nearest ×2 in frequency and time then 3x3 conv.
+
+    Computed in the equivalent sub-pixel form: every output phase is a small conv (2 taps per
+    axis) on the *low*-resolution input, so the conv costs 16/36 (×2) or 8/20 (×4 freq) of the
+    naive nearest-then-conv; the phases are then interleaved. Parameters and results are those
+    of the naive form (up to float rounding).
+    """
 
     def __init__(self, cin: int, cout: int, freq_only: bool, factor: int = 4) -> None:
         super().__init__()
         self.scale = (factor, 1) if freq_only else (2, 2)
         k = (factor + 1, 1) if freq_only else (3, 3)
         self.conv = nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2))
+        (th, self._off_h, self._wh), (tw, self._off_w, self._ww) = (
+            _phase_taps(s, kk) for s, kk in zip(self.scale, k))
+        self.register_buffer("_taps_h", th, persistent=False)
+        self.register_buffer("_taps_w", tw, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sh, sw = self.scale
+        b, _, h, w = x.shape
+        co = self.conv.out_channels
+        kernels = self._phase_kernels(x)
+        pads = (-min(self._off_w), max(o + self._ww - 1 for o in self._off_w),
+                -min(self._off_h), max(o + self._wh - 1 for o in self._off_h))
+        y = F.conv2d(F.pad(x, pads), kernels, self.conv.bias.repeat(sh * sw))
+        oh = [o + pads[2] for o in self._off_h]
+        ow = [o + pads[0] for o in self._off_w]
+        if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():
+            # physical [b, H', W', (sh, sw, co)] -> out physical [b, h, sh, w, sw, co]
+            yp = y.permute(0, 2, 3, 1).reshape(b, y.shape[2], y.shape[3], sh, sw, co)
+            out = y.new_empty(b, h, sh, w, sw, co)
+            for a in range(sh):
+                for c in range(sw):
+                    out[:, :, a, :, c] = yp[:, oh[a]:oh[a] + h, ow[c]:ow[c] + w, a, c]
+            return out.reshape(b, h * sh, w * sw, co).permute(0, 3, 1, 2)
+        yp = y.reshape(b, sh, sw, co, y.shape[2], y.shape[3])
+        out = y.new_empty(b, co, h, sh, w, sw)
+        for a in range(sh):
+            for c in range(sw):
+                out[:, :, :, a, :, c] = yp[:, a, c, :, oh[a]:oh[a] + h, ow[c]:ow[c] + w]
+        return out.reshape(b, co, h * sh, w * sw)
+
+    def _phase_kernels(self, x: torch.Tensor) -> torch.Tensor:
+        """Phase kernels ``[sh * sw * co, ci, wh, ww]`` from the conv's own weights; cached
+        while gradients are off (inference), recomputed (differentiably) otherwise."""
+        w = self.conv.weight
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and x.ndim == 4
+        key = (w._version, w.data_ptr(), w.dtype, w.device, channels_last)
+        if not torch.is_grad_enabled() and getattr(self, "_cached", (None,))[0] == key:
+            return self._cached[1]
+        th, tw = self._taps_h.to(w.dtype), self._taps_w.to(w.dtype)
+        k = torch.tensordot(w, tw, dims=([3], [2]))  # [co, ci, kh, sw, ww]
+        k = torch.tensordot(th, k, dims=([2], [2]))  # [sh, wh, co, ci, sw, ww]
+        k = k.permute(0, 4, 2, 3, 1, 5).reshape(-1, w.shape[1], th.shape[1], tw.shape[1])
+        if channels_last:
+            k = k.contiguous(memory_format=torch.channels_last)
+        if not torch.is_grad_enabled():
+            self._cached = (key, k)
+        return k
+
+    def forward_naive(self, x: torch.Tensor) -> torch.Tensor:
+        """Reference form (nearest upsampling, then the conv); used by the tests."""
         return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
 
 

@@ -256,6 +256,7 @@ def run_probe(task, embeddings: Mapping[str, np.ndarray], items: Sequence[Item],
             "n_train": len(splits["train"]), "n_valid": len(splits["valid"]), "n_test": len(splits["test"]),
             "n_classes": len(classes), "feature_dim": int(x["train"].shape[1]),
             "ci_level": config.ci_level, "n_boot": config.bootstrap, "probe_version": PROBE_VERSION,
+            **{k: v for k, v in task.card().items() if k in ("convention", "task_version", "implementation")},
             **bookkeeping}
     rows = []
     for name in task.metric_names:

@@ -58,7 +58,7 @@ def musicnn_fad(tmp_path_factory):
 def test_identical_sets_give_zero(musicnn_fad, clips):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 12 embeddings < 200 dims, on purpose
-        result = musicnn_fad.compute(clips, clips, SR)
+        result = musicnn_fad.compute(clips[:4], clips[:4], SR)
     assert result.value == pytest.approx(0.0, abs=1e-6)
 
 
@@ -67,21 +67,21 @@ def test_monotone_growth_with_noise_and_symmetry(musicnn_fad, clips):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for snr in (30, 15, 0):
-            noisy = [_noisy(c, snr, i) for i, c in enumerate(clips)]
-            values.append(musicnn_fad.compute(clips, noisy, SR).value)
-        swapped = musicnn_fad.compute(noisy, clips, SR).value
+            noisy = [_noisy(c, snr, i) for i, c in enumerate(clips[:4])]
+            values.append(musicnn_fad.compute(clips[:4], noisy, SR).value)
+        swapped = musicnn_fad.compute(noisy, clips[:4], SR).value
     assert 0 < values[0] < values[1] < values[2]
     assert swapped == pytest.approx(values[2], rel=1e-6)
 
 
 def test_settings_record_what_the_value_depends_on(musicnn_fad, clips):
     with pytest.warns(RuntimeWarning, match="rank-deficient"):
-        result = musicnn_fad.compute(clips, clips[:4], SR, ids=[f"c{i}" for i in range(4)])
+        result = musicnn_fad.compute(clips[:4], clips[:4], SR, ids=[f"c{i}" for i in range(4)])
     s = result.settings
     assert s["backbone"] == "musicnn-MTT_musicnn" and s["backbone_dim"] == 200
     assert s["reference_set"] == "mixtures" and len(s["reference_hash"]) == 16
-    assert (s["n_reference_clips"], s["n_estimate_clips"]) == (6, 4)
-    assert (s["n_reference_embeddings"], s["n_estimate_embeddings"]) == (12, 8)  # 2 x 2.99 s per 6 s clip
+    assert (s["n_reference_clips"], s["n_estimate_clips"]) == (4, 4)
+    assert (s["n_reference_embeddings"], s["n_estimate_embeddings"]) == (8, 8)  # 2 x 2.99 s per 6 s clip
     assert s["clip_seconds"] == "whole (mean 6.00 s)"
     assert set(result.per_item) == {"c0", "c1", "c2", "c3"}
 

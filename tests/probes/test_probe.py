@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import benchmark.probes.probe as probe_module
-from benchmark.probes import ProbeConfig, ProbeError, ProbePredictions, paired_test, pooled_matrix, run_probe
+from benchmark.probes import (ProbeConfig, ProbeError, ProbePredictions, paired_test, pooled_matrix, run_probe,
+                              run_probes)
 from benchmark.probes.pooling import PoolingError
 from benchmark.probes.train import Standardizer, predict_scores, train_probe
 from tasks import create_task
@@ -228,3 +229,15 @@ def test_paired_test_refuses_unpaired_inputs(multiclass_data):
         paired_test(a, b, "accuracy")
     with pytest.raises(ProbeError, match="no metric 'f1'"):
         paired_test(a, a, "f1")
+
+
+def test_mini_batches_and_every_configured_head(multiclass_data):
+    items, emb, _ = multiclass_data
+    config = ProbeConfig(heads=("linear", "mlp"), seeds=(3,), max_epochs=40, patience=8, bootstrap=50,
+                         batch_size=32, lr=3e-3)
+    outcomes = run_probes("instrument", emb, items, config)
+    assert [o.head for o in outcomes] == ["linear", "mlp"]
+    for o in outcomes:
+        assert o.value("accuracy") > 0.9 and o.per_seed[0]["seed"] == 3
+    again = run_probe("instrument", emb, items, "mlp", config)
+    assert again.rows == outcomes[1].rows  # shuffled mini-batches are seeded too

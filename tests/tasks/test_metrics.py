@@ -63,7 +63,8 @@ def test_rank_metrics_match_sklearn_with_ties_and_weights():
     s = np.round(rng.random((300, 6)) + 0.4 * y, 1)  # many ties
     w = rng.integers(0, 4, 300).astype(float)
     for c in range(6):
-        assert roc_auc_per_class(y, s, w)[c] == pytest.approx(roc_auc_score(y[:, c], s[:, c], sample_weight=w), abs=1e-12)
+        assert roc_auc_per_class(y, s, w)[c] == pytest.approx(
+            roc_auc_score(y[:, c], s[:, c], sample_weight=w), abs=1e-12)
         assert average_precision_per_class(y, s, w)[c] == pytest.approx(
             average_precision_score(y[:, c], s[:, c], sample_weight=w), abs=1e-12)
 

@@ -1,12 +1,16 @@
-"""Optional: our PyTorch musicnn against the original TensorFlow graph (skipped without TF).
+"""Optional checks against TensorFlow (skipped without TF; never a CI dependency).
 
-Runs musicnn's own graph-building code (``musicnn.models.define_model``) on the checkpoint in
-the installed wheel and compares every output on the same spectrogram patches. Needs
+- musicnn: runs musicnn's own graph-building code (``musicnn.models.define_model``) on the
+  checkpoint in the installed wheel and compares every output on the same spectrogram patches.
+- VGGish preprocessing: our mel matrix and log-mel frames against ``tf.signal`` (the same
+  HTK-mel, DC-zeroed construction the AudioSet ``mel_features`` code uses).
+
+The musicnn part needs
 TensorFlow with the legacy ``tf.compat.v1.layers`` (TF <= 2.15, or TF >= 2.16 with
 ``tf_keras`` and ``TF_USE_LEGACY_KERAS=1``). Not a CI dependency; run it once when the
 port changes::
 
-    TF_USE_LEGACY_KERAS=1 python -m pytest tests/embeddings/test_musicnn_tf_parity.py
+    TF_USE_LEGACY_KERAS=1 python -m pytest tests/embeddings/test_tf_parity.py
 """
 
 from __future__ import annotations
@@ -48,3 +52,25 @@ def test_port_matches_tensorflow(make, tmp_path):
     for key, tol in [("tags", 1e-5), ("penultimate", 1e-4), ("mean_pool", 1e-4), ("max_pool", 1e-3)]:
         scale = max(1.0, float(np.abs(ref[key]).max()))
         np.testing.assert_allclose(ours[key], ref[key], atol=tol * scale, err_msg=key)
+
+
+def test_vggish_mel_matrix_matches_tf_signal():
+    from benchmark.embeddings.vggish import mel_matrix
+
+    ref = tf.signal.linear_to_mel_weight_matrix(num_mel_bins=64, num_spectrogram_bins=257, sample_rate=16000,
+                                                lower_edge_hertz=125.0, upper_edge_hertz=7500.0,
+                                                dtype=tf.float64).numpy()
+    np.testing.assert_allclose(mel_matrix(), ref, atol=1e-9)
+
+
+def test_vggish_log_mel_matches_tf_signal():
+    from benchmark.embeddings.vggish import log_mel_examples
+
+    x = chord_progression(16000, 2.0, seed=3).astype(np.float64)
+    stft = tf.signal.stft(x, frame_length=400, frame_step=160, fft_length=512,
+                          window_fn=tf.signal.hann_window, pad_end=False)
+    mel = tf.signal.linear_to_mel_weight_matrix(64, 257, 16000, 125.0, 7500.0, dtype=tf.float64)
+    ref = np.log(np.abs(stft.numpy()) @ mel.numpy() + 0.01)
+    ours = log_mel_examples(x)
+    assert ours.shape == (ref.shape[0] // 96, 96, 64)
+    np.testing.assert_allclose(ours.reshape(-1, 64), ref[: ours.shape[0] * 96], atol=1e-4)

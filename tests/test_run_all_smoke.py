@@ -1,0 +1,33 @@
+"""Integration: the real CLI runs the whole smoke preset on the built-in dataset, then re-runs
+from the cache without computing anything."""
+
+import csv
+import json
+
+import pytest
+
+from benchmark.cli import main
+
+
+@pytest.mark.slow
+def test_run_all_smoke_then_cached_rerun(tmp_path, capsys):
+    args = ["run", "all", "--preset", "smoke", "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "cache"),
+            "--quiet"]
+    assert main(args) == 0
+    run_dir = next((tmp_path / "res").iterdir())
+    with open(run_dir / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    stages = {r["stage"] for r in rows}
+    assert {"reconstruction", "probe", "cost"} <= stages
+    probed = {(r["codec_label"], r["task"]) for r in rows if r["stage"] == "probe"}
+    for codec in ("logmel", "chroma", "mfcc"):
+        for task in ("tagging", "key", "instrument", "pitch"):
+            assert (codec, task) in probed
+    for name in ("reconstruction.md", "probes.tex", "probes.png", "report.md"):
+        assert (run_dir / "report" / name).exists()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "complete"
+
+    assert main(args) == 0
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["cache_misses"] == 0, "an immediate re-run must be served entirely from the cache"
