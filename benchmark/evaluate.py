@@ -327,6 +327,8 @@ class EvalJob:
 
     def _error(self, name: str, metric: str, exc: BaseException | str, channel: int | str = "") -> None:
         message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        if name != "*" and name not in message:
+            message = f"{name}: {message}"
         self.failed.add(name)
         self.rows.append({"file": name, "channel": channel, "metric": metric, "value": float("nan"),
                           "status": "error", "message": message})

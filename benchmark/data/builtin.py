@@ -27,6 +27,9 @@ columns: ``tempo_bpm``, ``programs``, ``progression``.
 All audio is mono, peak-normalised to ``peak_dbfs`` (default -1 dBFS; FluidSynth's own level
 is about -20 dBFS), with a 10 ms (notes) / 20 ms (clips) fade at the end against clicks, and
 stored as 16-bit WAV at ``sample_rate`` (FluidSynth renders at that rate; no resampling).
+Keys for which the SoundFont has no sample (:func:`benchmark.data.synth.key_coverage`) are
+never chosen for notes and are left out of clips. Pitch labels are MIDI note numbers as
+played: organ presets with 16' stops sound an octave below, as on the real instrument.
 
 Splits (train/valid/test, ~70/15/15) cannot leak
 ------------------------------------------------
@@ -38,21 +41,30 @@ Splits (train/valid/test, ~70/15/15) cannot leak
   velocity) can sit in two splits. Notes are chosen family by family in a seeded hash order;
   a valid/test note is only taken once its family and pitch already occur in train (it is
   deferred otherwise), so every instrument and pitch class that is evaluated was seen in
-  training.
+  training. Unlike NSynth's split (by instrument), the same GM programs appear in every split
+  at different pitches: the instrument task measures timbre recognition across pitch, not
+  generalisation to unseen instruments.
 - Clips: each clip is composed from its own seed (``seed``, clip index); the group key is the
   clip id. Keys are dealt in a seeded cycle of the 24 keys *per split*, so each split holds
   every key once before any repeats and, as train is the largest split, every key in valid or
   test is also in train (with >= 24 train clips, all 24 keys are).
 
-Presets (:data:`BUILTIN_PRESETS`; times measured on a 2-core CPU, 2 workers)
-----------------------------------------------------------------------------
-========  =====  ======================  =======================  ============  ========
-preset    rate   notes                   clips                    pitch range   gen. time
-========  =====  ======================  =======================  ============  ========
-smoke     22050  66 x 1 s                24 x 3 s                 48-72         ~2 s
-default   44100  480 x 1 s               160 x 5 s                36-84         ~10 s
-large     44100  2000 x 2 s              800 x 10 s               28-96         ~90 s
-========  =====  ======================  =======================  ============  ========
+Presets (:data:`BUILTIN_PRESETS`)
+--------------------------------
+Generation measured with 2 workers on a 2-core CPU shared with other jobs (CPU = sum over
+processes, i.e. about twice the wall time on two idle cores):
+
+========  =====  ==========  ===========  ======  ========  =======  =======
+preset    rate   notes       clips        pitch   disk      CPU      wall
+========  =====  ==========  ===========  ======  ========  =======  =======
+smoke     22050  66 x 1 s    24 x 3 s     48-72   6 MB      2 s      3 s
+default   44100  480 x 1 s   160 x 5 s    36-84   109 MB    15 s     25 s
+large     44100  2000 x 2 s  800 x 10 s   28-96   1.0 GB    100 s    170 s
+========  =====  ==========  ===========  ======  ========  =======  =======
+
+``smoke`` holds all 11 families, 20 pitches and both modes (17 of the 24 keys in train);
+``default`` has all 24 keys in train (4-5 clips each) and test, 22 in valid, 49 pitch classes
+(3-19 notes each) and 43-44 notes per family.
 
 Cache
 -----
@@ -78,14 +90,16 @@ import math
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.data import synth
 from benchmark.data.audio import file_hash, write_audio
 from benchmark.data.dataset import Dataset, DatasetError, identity_of, read_metadata, write_metadata
-from benchmark.data import synth
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +372,7 @@ def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
                            f"every pitch and family covered in train; ask for fewer notes")
 
     items = []
-    for program, pitch in sorted(chosen):
+    for program, pitch in chosen:  # selection order: every prefix is balanced across families
         rng = _rng(spec.seed, "note", program, pitch)
         velocity = int(rng.integers(spec.velocity_min, spec.velocity_max + 1))
         note_off = round(float(spec.note_seconds * rng.uniform(0.5, 0.75)), 4)
@@ -377,7 +391,7 @@ def key_cycle(seed: int) -> list[str]:
     rng = _rng(seed, "key-cycle")
     majors = [KEYS[i] for i in rng.permutation(12)]
     minors = [KEYS[12 + i] for i in rng.permutation(12)]
-    return [k for pair in zip(majors, minors) for k in pair]
+    return [k for pair in zip(majors, minors, strict=True) for k in pair]
 
 
 def plan_clips(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
@@ -597,13 +611,18 @@ def _compose_clip(spec: BuiltinSpec, coverage: Coverage, index: int, item_id: st
 
 
 def plan(spec: BuiltinSpec, coverage: Coverage | None = None) -> list[PlannedItem]:
-    """Every item of the dataset (notes, then clips), without rendering anything.
+    """Every item of the dataset, without rendering anything.
 
+    Notes (in selection order, which cycles through the families) and clips are interleaved
+    evenly, so that any prefix of the list - e.g. a ``max_items`` cap - is a balanced sample.
     ``coverage`` defaults to the key coverage of ``spec.soundfont`` (FluidSynth not needed).
     """
     if coverage is None:
         coverage = synth.key_coverage(synth.resolve_soundfont(spec.soundfont))
-    return plan_notes(spec, coverage) + plan_clips(spec, coverage)
+    notes, clips = plan_notes(spec, coverage), plan_clips(spec, coverage)
+    slots = [((i + 0.5) / len(notes), 0, it) for i, it in enumerate(notes)]
+    slots += [((j + 0.5) / len(clips), 1, it) for j, it in enumerate(clips)]
+    return [it for _, _, it in sorted(slots, key=lambda slot: slot[:2])]
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -615,10 +634,11 @@ def render_item(item: PlannedItem, sample_rate: int, soundfont: str | os.PathLik
     return synth.to_pcm16(synth.peak_normalise(audio, peak_dbfs, name=item.id))
 
 
-def _render_job(job: tuple[PlannedItem, int, str, float, str]) -> str:
+def _render_job(job: tuple[PlannedItem, int, str, float, str]) -> tuple[str, str]:
+    """Render and write one item; returns ``(id, SHA-256 of the file)``."""
     item, sample_rate, soundfont, peak_dbfs, path = job
     write_audio(path, render_item(item, sample_rate, soundfont, peak_dbfs)[None, :], sample_rate)
-    return item.id
+    return item.id, file_hash(path)
 
 
 # -- cache -----------------------------------------------------------------------------------
@@ -693,24 +713,39 @@ def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool =
 
     bar = functools.partial(tqdm, total=len(jobs), desc=f"builtin-{spec_json['identity']}", unit="item",
                             disable=not progress or not jobs)
+    hashes: dict[str, str] = {}
     if workers == 1:
         with bar() as progress_bar:
             for job in jobs:
-                _render_job(job)
+                item_id, digest = _render_job(job)
+                hashes[item_id] = digest
                 progress_bar.update()
     else:
         # fork where available: workers need nothing from the parent but the job, and unlike
-        # spawn/forkserver it does not re-import the caller's main script. The pool starts
-        # before the bar so that tqdm's monitor thread does not exist at fork time.
+        # spawn/forkserver it does not re-import the caller's main script. Submitting starts
+        # the workers, before tqdm's monitor thread exists.
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with context.Pool(workers) as pool, bar() as progress_bar:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=4):
-                progress_bar.update()
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [pool.submit(_render_job, job) for job in jobs]
+                try:
+                    with bar() as progress_bar:
+                        for future in as_completed(futures):
+                            item_id, digest = future.result()
+                            hashes[item_id] = digest
+                            progress_bar.update()
+                except BaseException:  # a failed render or Ctrl-C: drop the queued jobs
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        except BrokenProcessPool as exc:
+            raise DatasetError(f"a rendering worker died ({exc}); if a script calls load_builtin, "
+                               f"guard the call with `if __name__ == '__main__':`, or pass workers=1") from exc
     rows = []
     for it in items:
-        rows.append({"id": it.id, "path": it.relpath, "split": it.split,
-                     "sha256": file_hash(folder / it.relpath), **it.labels, **it.extras})
+        digest = hashes.get(it.id) or file_hash(folder / it.relpath)  # files from an earlier run
+        rows.append({"id": it.id, "path": it.relpath, "split": it.split, "sha256": digest,
+                     **it.labels, **it.extras})
     write_metadata(folder / "metadata.csv", rows, extra_columns=EXTRA_COLUMNS)
     seconds = time.perf_counter() - start
     marker = {"identity": spec_json["identity"], "items": len(items), "rendered": len(jobs),
@@ -765,7 +800,8 @@ def load_builtin(root: Path | None = None, preset: str = "default", workers: int
     soundfont = synth.resolve_soundfont(spec.soundfont)
     return Dataset(
         name="builtin", identity=identity, root=folder, items=items, sample_rate=spec.sample_rate,
-        description=(f"built-in FluidSynth dataset (preset {preset}): {n_notes} notes of "
+        description=(f"built-in FluidSynth dataset (preset {preset}"
+                     f"{''.join(f', {k}={v}' for k, v in sorted(overrides.items()))}): {n_notes} notes of "
                      f"{spec.note_seconds:g} s and {len(items) - n_notes} clips of {spec.clip_seconds:g} s "
                      f"at {spec.sample_rate} Hz, seed {spec.seed}, SoundFont {soundfont.name} "
                      f"(sha256 {synth.soundfont_sha256(soundfont)[:12]}), FluidSynth {synth.fluidsynth_version()}"))

@@ -30,7 +30,7 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

@@ -7,7 +7,8 @@ dicts in :data:`TRAIN_PRESETS`, keyed by codec and preset name, so baseline auto
 theirs with :func:`register_train_presets`.
 
 Override syntax (CLI ``--set``): ``steps=2000``, ``lr=3e-4``, ``betas=[0.9,0.99]``,
-``model.latent_dim=16`` (values parsed as YAML).
+``model.latent_dim=16``, ``loss.p_mean=-0.5`` (values parsed as YAML; numbers are coerced to
+the field's type, so ``3e-4`` works although YAML reads it as a string).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class TrainConfig:
     Model
         codec: training-task registry name. model_preset: the codec's model preset.
         model: overrides of the model config fields. crop_frames: STFT frames per training
-        crop (None: the model config's own ``crop_frames``).
+        crop (None: the model config's own ``crop_frames``). loss: task-specific loss settings
+        (Music2Latent: fields of ``ConsistencySchedule``, e.g. ``p_mean``, ``delta_min``).
     Optimisation (defaults: the Music2Latent paper's code)
         steps: optimiser steps. batch_size: examples per optimiser step over all processes
         (split over DDP ranks, then over ``grad_accum`` micro-batches). lr, final_lr,
@@ -55,6 +57,7 @@ class TrainConfig:
     model_preset: str = "paper"
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     crop_frames: int | None = None
+    loss: dict[str, Any] = dataclasses.field(default_factory=dict)
     steps: int = 800_000
     batch_size: int = 16
     grad_accum: int = 1
@@ -93,6 +96,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {f.name}={value!r} is not a number") from None
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.model = dict(self.model or {})
+        self.loss = dict(self.loss or {})
         self.validate()
 
     def validate(self) -> None:
@@ -157,9 +161,9 @@ _M2L_PAPER: dict[str, Any] = {
 _M2L_CPU: dict[str, Any] = {
     # Sized for ~6 minutes on 2 CPU cores with the "cpu" model; a higher lr and a short EMA
     # because the run is ~4 orders of magnitude shorter than the paper's.
-    "codec": "music2latent", "model_preset": "cpu", "crop_frames": 64, "steps": 400, "batch_size": 8,
+    "codec": "music2latent", "model_preset": "cpu", "crop_frames": 64, "steps": 800, "batch_size": 8,
     "lr": 1e-3, "final_lr": 1e-5, "warmup_steps": 50, "ema_decay": 0.99,
-    "val_every": 100, "save_every": 100, "val_crops": 16, "val_batch": 8, "log_every": 10,
+    "val_every": 200, "save_every": 200, "val_crops": 16, "val_batch": 8, "log_every": 10,
 }
 
 _M2L_SMOKE: dict[str, Any] = {
@@ -212,13 +216,15 @@ def resolve_train_config(codec: str, preset: str,
     data = json.loads(json.dumps(presets[preset]))  # deep copy
     data.setdefault("codec", codec)
     data.setdefault("model", {})
+    data.setdefault("loss", {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, value in parse_overrides(overrides).items():
-        if key.startswith("model."):
-            data["model"][key[len("model."):]] = value
+        group, _, field = key.partition(".")
+        if field and group in ("model", "loss"):
+            data[group][field] = value
         elif key in known:
             data[key] = value
         else:
             raise ValueError(f"unknown training setting {key!r}; known: {sorted(known)} "
-                             "(model fields as model.<field>)")
+                             "(model fields as model.<field>, loss settings as loss.<field>)")
     return TrainConfig.from_dict(data)

@@ -11,6 +11,7 @@ selects ``best.pt``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -53,11 +54,12 @@ class Music2LatentTask:
     higher_is_better = False
 
     def __init__(self, model_config: Music2LatentConfig, total_steps: int, device: torch.device,
-                 val_seed: int = 1234, val_batch: int = 8) -> None:
+                 val_seed: int = 1234, val_batch: int = 8,
+                 schedule: ConsistencySchedule | None = None) -> None:
         self.model_config = model_config
         self.model: nn.Module = Music2Latent(model_config).to(device)
         self.frontend = SpectralFrontend(model_config).to(device)
-        self.schedule = ConsistencySchedule.from_config(model_config)
+        self.schedule = schedule or ConsistencySchedule.from_config(model_config)
         self.sample_rate = model_config.sample_rate
         self.crop_samples = model_config.crop_samples
         self.total_steps = int(total_steps)
@@ -92,4 +94,8 @@ def build_task(config: TrainConfig, device: torch.device) -> Music2LatentTask:
             model_config = model_config.replace(crop_frames=config.crop_frames)
         except ValueError as exc:
             raise ValueError(f"training crop_frames={config.crop_frames}: {exc}") from None
-    return Music2LatentTask(model_config, config.steps, device, config.val_seed, config.val_batch)
+    known = {f.name for f in dataclasses.fields(ConsistencySchedule)}
+    if unknown := sorted(set(config.loss) - known):
+        raise ValueError(f"unknown Music2Latent loss settings {unknown}; known: {sorted(known)}")
+    schedule = ConsistencySchedule.from_config(model_config, **config.loss)
+    return Music2LatentTask(model_config, config.steps, device, config.val_seed, config.val_batch, schedule)

@@ -145,6 +145,7 @@ class Trainer:
                                      "value": None, "step": None}
         self.resumed = False
         self.last_metrics: dict[str, float] | None = None
+        self.last_lr = 0.0
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -277,6 +278,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])  # the lr of this update
         self.scaler.step(self.optimizer)
         self.scaler.update()
         with warnings.catch_warnings():  # GradScaler may skip a step; the schedule still advances
@@ -328,7 +330,7 @@ class Trainer:
                     progress.update(1)
                 at_end = step == cfg.steps
                 if logger is not None and ((cfg.log_every and step % cfg.log_every == 0) or at_end or step == until):
-                    values = {"time_s": round(self.elapsed, 3), "lr": self.scheduler.get_last_lr()[0]}
+                    values = {"time_s": round(self.elapsed, 3), "lr": self.last_lr}
                     values.update({k: float(v) / count for k, v in sums.items()})
                     logger.log_train(step, values)
                     if progress is not None:

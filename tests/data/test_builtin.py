@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,24 @@ def test_interrupted_generation_resumes(tmp_path):
     builtin.load_builtin(tmp_path, "smoke", workers=1, progress=False, **TINY)
     assert json.loads((resumed.root / builtin.MARKER).read_text())["rendered"] == 1
     assert _file_hashes(resumed.root) == reference
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_render_names_the_item_and_leaves_no_marker(tmp_path, monkeypatch, workers):
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the patched renderer reaches pool workers only through fork")
+    def silent(tracks, seconds, rate, *args, **kwargs):
+        return np.zeros(int(seconds * rate), np.float32)
+
+    monkeypatch.setattr(synth, "render", silent)
+    with pytest.raises(DatasetError, match=r"(note|clip)-[-\d]+: FluidSynth rendered silence"):
+        builtin.load_builtin(tmp_path, "smoke", workers=workers, progress=False, **TINY)
+    folder = next((tmp_path / "datasets").glob("builtin-*"))
+    assert not (folder / builtin.MARKER).exists() and not (folder / "metadata.csv").exists()
+    assert not list(folder.rglob("*.wav"))
+    monkeypatch.undo()
+    dataset = builtin.load_builtin(tmp_path, "smoke", workers=1, progress=False, **TINY)  # recovers
+    assert len(dataset) == 16 and (folder / builtin.MARKER).exists()
 
 
 def test_default_root_follows_environment(tmp_path, monkeypatch):
@@ -200,11 +219,19 @@ def test_clip_arrangement_does_not_depend_on_clip_length():
     cov = synth.key_coverage(synth.default_soundfont())
     short = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=3.0), cov)
     long = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=8.0), cov)
-    for a, b in zip(short, long):
+    for a, b in zip(short, long, strict=True):
         assert (a.labels, a.extras, a.split) == (b.labels, b.extras, b.split)
         assert [t.program for t in a.tracks] == [t.program for t in b.tracks]
-        for ta, tb in zip(a.tracks, b.tracks):  # the longer clip continues the shorter one
+        for ta, tb in zip(a.tracks, b.tracks, strict=True):  # the longer clip continues the shorter one
             assert [n for n in ta.notes if n.start < 2.5] == [n for n in tb.notes if n.start < 2.5]
+
+
+def test_every_prefix_of_the_item_list_is_balanced():
+    items = builtin.plan(builtin.BUILTIN_PRESETS["default"])
+    for split in SPLITS:  # e.g. the pipeline's max_items cap takes the first items of a split
+        head = [it for it in items if it.split == split][:40]
+        assert {it.labels["instrument"] for it in head if "instrument" in it.labels} == set(builtin.FAMILIES)
+        assert 0.65 <= sum("pitch" in it.labels for it in head) / len(head) <= 0.85  # 480 : 160 overall
 
 
 def test_tag_vocabulary_is_rich_and_used():

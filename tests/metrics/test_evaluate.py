@@ -144,7 +144,8 @@ def test_codec_failures_become_rows(folder, tmp_path):
                "--out", str(out), "--quiet", "--limit", "2"])
     assert rc == 1
     rows = _read(out / "items.csv")
-    assert len(rows) == 2 and all("decoder exploded" in r["message"] for r in rows)
+    assert [(r["file"], r["status"]) for r in rows] == [("a.wav", "error"), ("broken.wav", "error")]
+    assert rows[0]["message"] == "a.wav: CodecError: decoder exploded"
 
 
 def test_usage_errors(tmp_path, capsys):

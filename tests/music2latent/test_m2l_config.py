@@ -18,9 +18,11 @@ def test_paper_derived_values():
     assert c.sample_rate / (c.latent_dim * c.latent_rate_hz) == pytest.approx(64.0)
 
 
-def test_presets_keep_the_paper_compression_ratio():
-    for name, c in PRESETS.items():
+def test_cpu_preset_keeps_the_paper_compression_ratio():
+    for name in ("paper", "cpu"):
+        c = PRESETS[name]
         assert c.samples_per_latent / c.latent_dim == pytest.approx(64.0), name
+    assert PRESETS["cpu"].latent_rate_hz == pytest.approx(31.25)
 
 
 def test_norm_groups_rule():
