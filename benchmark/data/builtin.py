@@ -24,8 +24,8 @@ with a major dominant (harmonic-minor leading tone). Label ``tags`` (multi-label
 ``drums``, ``slow``/``fast`` (medium tempo gets neither) and ``major``/``minor``. Extra
 columns: ``tempo_bpm``, ``programs``, ``progression``.
 
-All audio is mono, peak-normalised to ``peak_dbfs`` (default -1 dBFS; FluidSynth's own level
-is about -20 dBFS), with a 10 ms (notes) / 20 ms (clips) fade at the end against clicks, and
+All audio is mono, peak-normalised to ``peak_dbfs`` (default -1 dBFS; FluidSynth's own peaks
+are at -30 to -15 dBFS), with a 10 ms (notes) / 20 ms (clips) fade at the end against clicks, and
 stored as 16-bit WAV at ``sample_rate`` (FluidSynth renders at that rate; no resampling).
 Keys for which the SoundFont has no sample (:func:`benchmark.data.synth.key_coverage`) are
 never chosen for notes and are left out of clips. Pitch labels are MIDI note numbers as

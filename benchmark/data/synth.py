@@ -259,7 +259,7 @@ def render(tracks: Sequence[Track], duration: float, sample_rate: int, soundfont
     """Render ``tracks`` for ``duration`` seconds; returns float32 mono ``[round(duration * sample_rate)]``.
 
     Notes still sounding at ``duration`` are cut there (no fade); the output is not normalised
-    (FluidSynth gain 0.2, typically peaking around -20 dBFS). ``reverb``/``chorus`` enable the
+    (FluidSynth gain 0.2: peaks typically between -30 and -15 dBFS). ``reverb``/``chorus`` enable the
     synthesizer's effect units; each track's send level is ``Track.reverb``/``Track.chorus``.
     """
     _, write_float = _fluidsynth()
