@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -44,7 +45,13 @@ from typing import Any
 import numpy as np
 
 from benchmark.data.audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
-from benchmark.metrics import ItemMetric, MetricError, SetMetric, available_metrics, create_metric
+from benchmark.metrics import (
+    ItemMetric,
+    MetricError,
+    SetMetric,
+    available_metrics,
+    create_metric,
+)
 from benchmark.metrics.align import align_pair
 
 DEFAULT_METRICS = ("si_sdr", "visqol", "mel_distance", "mrstft_distance", "fad")
@@ -65,7 +72,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("what to evaluate (codec mode or paired mode)")
     src.add_argument("--codec", help="codec registry name or import path 'pkg.module:Class'")
     src.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="codec constructor option, YAML-typed (repeatable), e.g. --codec-option cutoff_hz=4000")
+                     help="codec constructor option, YAML-typed (repeatable), e.g. --codec-option sample_rate=16000")
     src.add_argument("--audio", type=Path, help="folder of audio files (codec mode)")
     src.add_argument("--reference", type=Path, help="folder of reference files (paired mode)")
     src.add_argument("--decoded", type=Path, help="folder of decoded files, same relative paths (paired mode)")
@@ -74,8 +81,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              f"available: {','.join(available_metrics())})")
     parser.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="metric option, YAML-typed (repeatable), e.g. --metric-option visqol.mode=speech")
-    parser.add_argument("--fad-backbone", default=None, help="FAD backbone (default musicnn; vggish needs "
-                        "--metric-option fad.backbone_options={checkpoint: PATH})")
+    parser.add_argument("--fad-backbone", default=None,
+                        help="FAD backbone: musicnn (default, offline), vggish (needs --fad-checkpoint) "
+                             "or an import path 'pkg.module:Backbone'")
+    parser.add_argument("--fad-checkpoint", type=Path, default=None,
+                        help="local checkpoint of the FAD backbone (e.g. vggish-10086976.pth)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: ./eval-<name>-<time>)")
     parser.add_argument("--chunk-seconds", type=float, default=60.0,
                         help="codec mode: seconds per codec call (bounds codec memory; default 60)")
@@ -200,10 +210,25 @@ def codec_round_trip(codec, audio: np.ndarray, sample_rate: int, chunk_seconds: 
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class _FileResult:
+    """A scored file kept for set metrics: channel-mean mono audio at ``sample_rate``."""
+
     name: str
-    reference: np.ndarray | None = None  # channel-mean mono, for set metrics
-    estimate: np.ndarray | None = None
-    sample_rate: int = 0
+    reference: np.ndarray
+    estimate: np.ndarray
+    sample_rate: int
+
+
+@dataclasses.dataclass
+class _EmbeddingSet:
+    """Streaming state of one embedding-based set metric (FAD): per-file embeddings, durations
+    and a running hash of the reference clips; the audio itself is not kept."""
+
+    names: list[str] = dataclasses.field(default_factory=list)
+    reference: list[np.ndarray] = dataclasses.field(default_factory=list)
+    estimate: list[np.ndarray] = dataclasses.field(default_factory=list)
+    reference_seconds: list[float] = dataclasses.field(default_factory=list)
+    estimate_seconds: list[float] = dataclasses.field(default_factory=list)
+    hasher: Any = None
 
 
 class EvalJob:
@@ -241,7 +266,7 @@ class EvalJob:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "EvalJob":
+    def from_args(cls, args: argparse.Namespace) -> EvalJob:
         codec_mode = args.codec is not None or args.audio is not None
         paired_mode = args.reference is not None or args.decoded is not None
         if codec_mode == paired_mode:
@@ -253,6 +278,10 @@ class EvalJob:
             raise EvalError("--metrics is empty")
         if args.fad_backbone:
             metric_options.setdefault("fad", {})["backbone"] = args.fad_backbone
+        if args.fad_checkpoint:
+            metric_options.setdefault("fad", {}).setdefault("backbone_options", {})["checkpoint"] = str(args.fad_checkpoint)
+        if "fad" in names:  # the reference set of FAD: the folder evaluated against
+            metric_options.setdefault("fad", {}).setdefault("reference_name", str(args.audio or args.reference))
         if "visqol" in names:
             metric_options.setdefault("visqol", {}).setdefault("workers", args.workers)
         metrics = []
@@ -304,19 +333,28 @@ class EvalJob:
     def run(self) -> list[dict[str, Any]]:
         for note in self.notes:
             print(f"note: {note}", file=sys.stderr)
-        kept: list[_FileResult] = []
+        kept: list[_FileResult] = []  # only for set metrics that need the audio itself
+        streams = {m.card.name: _EmbeddingSet(hasher=hashlib.sha256()) for m in self.set_metrics if _streams(m)}
+        keep_audio = any(not _streams(m) for m in self.set_metrics)
         for i, (name, ref_path, dec_path) in enumerate(self.files):
             t0 = time.perf_counter()
             result = self._evaluate_file(name, ref_path, dec_path)
-            if result is not None and self.set_metrics:
-                kept.append(result)
+            if result is not None:
+                for metric in self.set_metrics:
+                    if _streams(metric):
+                        self._embed(metric, streams[metric.card.name], result)
+                if keep_audio:
+                    kept.append(result)
             if not self.quiet:
                 status = "FAILED" if name in self.failed else "ok"
                 print(f"[{i + 1}/{len(self.files)}] {name}: {status} ({time.perf_counter() - t0:.1f} s)",
                       file=sys.stderr)
         self._flush_all()
         for metric in self.set_metrics:
-            self._set_metric(metric, kept)
+            if _streams(metric):
+                self._finish_embedding_metric(metric, streams[metric.card.name])
+            else:
+                self._set_metric(metric, kept)
         summary = self.summary()
         self.write(summary)
         for metric in self.item_metrics:
@@ -337,7 +375,7 @@ class EvalJob:
         notes: list[str] = []
         reference, rate = read_audio(ref_path, duration=self.max_seconds)
         if self.codec is not None:
-            estimate, filled, short = codec_round_trip(self.codec, reference, rate, self.chunk_seconds, self.device)
+            estimate, filled, _ = codec_round_trip(self.codec, reference, rate, self.chunk_seconds, self.device)
             if filled:
                 notes.append(f"{filled} samples zero-filled after short decoder chunks")
             if self.save_decoded:
@@ -436,31 +474,45 @@ class EvalJob:
             self._error("*", name, f"set metric needs at least 2 evaluated files, got {len(kept)}")
             return
         try:
-            if hasattr(metric, "embed_clip") and hasattr(metric, "from_embeddings"):
-                result = self._fad(metric, kept)
-            else:
-                rates = {k.sample_rate for k in kept}
-                rate = max(rates)
-                result = metric.compute([resample(k.reference[None], k.sample_rate, rate)[0] for k in kept],
-                                        [resample(k.estimate[None], k.sample_rate, rate)[0] for k in kept],
-                                        rate, ids=[k.name for k in kept])
+            rate = max(k.sample_rate for k in kept)
+            result = metric.compute([resample(k.reference[None], k.sample_rate, rate)[0] for k in kept],
+                                    [resample(k.estimate[None], k.sample_rate, rate)[0] for k in kept],
+                                    rate, ids=[k.name for k in kept])
         except Exception as exc:
             self._error("*", name, exc)
             return
         self.set_results[name] = result
 
-    @staticmethod
-    def _fad(metric, kept: list[_FileResult]):
-        """FAD with per-file rates: embed clip by clip (cached), then combine."""
-        ref_emb = [metric.embed_clip(k.reference, k.sample_rate, f"{k.name} (reference)") for k in kept]
-        est_emb = [metric.embed_clip(k.estimate, k.sample_rate, f"{k.name} (estimate)") for k in kept]
-        crop = metric.clip_seconds
-        seconds = [min(k.reference.size / k.sample_rate, crop or math.inf) for k in kept]
-        est_seconds = [min(k.estimate.size / k.sample_rate, crop or math.inf) for k in kept]
-        ref_clips = [metric._crop(k.reference, k.sample_rate) for k in kept]
-        return metric.from_embeddings(ref_emb, est_emb, [k.name for k in kept], reference_seconds=seconds,
-                                      estimate_seconds=est_seconds,
-                                      reference_hash=metric.reference_hash(ref_clips, [k.sample_rate for k in kept]))
+    def _embed(self, metric, state: _EmbeddingSet, result: _FileResult) -> None:
+        """Embed one file's reference and estimate now (cached), keep only the embeddings."""
+        try:
+            ref = metric.embed_clip(result.reference, result.sample_rate, f"{result.name} (reference)")
+            est = metric.embed_clip(result.estimate, result.sample_rate, f"{result.name} (estimate)")
+        except Exception as exc:
+            self._error(result.name, metric.card.name, exc)
+            return
+        cropped = metric._crop(result.reference, result.sample_rate)
+        metric.hash_update(state.hasher, cropped, result.sample_rate)
+        state.names.append(result.name)
+        state.reference.append(ref)
+        state.estimate.append(est)
+        state.reference_seconds.append(cropped.size / result.sample_rate)
+        state.estimate_seconds.append(metric._crop(result.estimate, result.sample_rate).size / result.sample_rate)
+
+    def _finish_embedding_metric(self, metric, state: _EmbeddingSet) -> None:
+        name = metric.card.name
+        if len(state.names) < 2:
+            self._error("*", name, f"set metric needs at least 2 evaluated files, got {len(state.names)}")
+            return
+        try:
+            result = metric.from_embeddings(state.reference, state.estimate, state.names,
+                                            reference_seconds=state.reference_seconds,
+                                            estimate_seconds=state.estimate_seconds,
+                                            reference_hash=state.hasher.hexdigest()[:16])
+        except Exception as exc:
+            self._error("*", name, exc)
+            return
+        self.set_results[name] = result
 
     # -- outputs ----------------------------------------------------------------------------
     def _item_values(self, metric_name: str) -> tuple[np.ndarray, int, int]:
@@ -520,6 +572,11 @@ class EvalJob:
         tmp = self.out / ".eval.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(self.out / "eval.json")
+
+
+def _streams(metric) -> bool:
+    """Whether a set metric can be fed file by file (FAD: per-clip embeddings)."""
+    return all(hasattr(metric, a) for a in ("embed_clip", "from_embeddings", "hash_update"))
 
 
 def _card_columns(card) -> dict[str, Any]:

@@ -22,6 +22,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # before numba is imported (sin
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         fn = getattr(spectral, fn_name)
         fn(*pairs[0], SR)
-        rows.append((name, "torch.stft, 1 thread", _timed(lambda: [fn(r, e, SR) for r, e in pairs]), 1))
+        rows.append((name, "torch.stft, 1 thread", _timed(lambda fn=fn: [fn(r, e, SR) for r, e in pairs]), 1))
 
     if "fad" not in skip:
         from benchmark.embeddings.musicnn import MusicnnBackbone
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out = []
     for metric, setting, (wall, cpu), cores in rows:
         speed = audio_s / wall
-        cpu_speed = audio_s / cpu if cpu == cpu else float("nan")
+        cpu_speed = float("nan") if math.isnan(cpu) else audio_s / cpu
         print(f"{metric:16s} {setting:52s} {wall:7.2f} {speed:11.1f} {speed / cores:12.1f} {cpu_speed:11.1f}")
         out.append({"metric": metric, "setting": setting, "wall_seconds": wall, "cpu_seconds": cpu,
                     "cores": cores, "audio_seconds_per_second": speed, "per_core_wall": speed / cores,

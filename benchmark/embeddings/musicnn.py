@@ -70,6 +70,7 @@ MSD_LABELS = (
     "60s", "rnb", "indie pop", "sad", "House", "happy",
 )
 MODELS = {"MTT_musicnn": MTT_LABELS, "MSD_musicnn": MSD_LABELS}
+LAYER_DIMS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "tags": 50}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,17 +299,16 @@ class MusicnnBackbone(EmbeddingBackbone):
 
     sample_rate = SAMPLE_RATE
     patch_seconds = PATCH_FRAMES * HOP / SAMPLE_RATE  # 2.992 s
-    _DIMS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "tags": 50}
 
     def __init__(self, model: str = "MTT_musicnn", layer: str = "penultimate", batch_size: int = 16,
                  device: str = "cpu", checkpoint_dir: str | Path | None = None,
                  cache_dir: str | Path | None = None) -> None:
-        if layer not in self._DIMS:
-            raise EmbeddingError(f"musicnn layer {layer!r} unknown; choose from {', '.join(self._DIMS)}")
+        if layer not in LAYER_DIMS:
+            raise EmbeddingError(f"musicnn layer {layer!r} unknown; choose from {', '.join(LAYER_DIMS)}")
         super().__init__(device=device, model=model, layer=layer)
         self.name = f"musicnn-{model}"
         self.layer = layer
-        self.dim = self._DIMS[layer]
+        self.dim = LAYER_DIMS[layer]
         self.labels = MODELS.get(model, ())
         self.batch_size = int(batch_size)
         self.net, self.weights_id = load_musicnn(model, checkpoint_dir, cache_dir)

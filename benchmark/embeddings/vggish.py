@@ -117,7 +117,7 @@ class VGGish(nn.Module):
 def _strip(state: dict) -> dict:
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def load_vggish_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -126,7 +126,7 @@ def load_vggish_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], 
     if not path.is_file():
         raise EmbeddingError(f"{path}: VGGish checkpoint not found. Download torchvggish's "
                              "vggish-10086976.pth once (github.com/harritaylor/torchvggish "
-                             "releases) and pass its path (--fad-checkpoint / checkpoint=)")
+                             "releases) and pass its path (eval --fad-checkpoint, or backbone option checkpoint=)")
     try:
         state = _strip(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:

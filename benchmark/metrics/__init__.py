@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import importlib
 
-from benchmark.metrics.base import ItemMetric, MetricCard, MetricError, SetMetric, SetMetricResult
+from benchmark.metrics.base import (
+    ItemMetric,
+    MetricCard,
+    MetricError,
+    SetMetric,
+    SetMetricResult,
+)
 
 METRICS: dict[str, str] = {
     "si_sdr": "benchmark.metrics.sisdr:SISDR",
@@ -33,5 +39,13 @@ def create_metric(name: str, **kwargs) -> ItemMetric | SetMetric:
     return getattr(importlib.import_module(module), attr)(**kwargs)
 
 
-__all__ = ["ItemMetric", "MetricCard", "MetricError", "SetMetric", "SetMetricResult",
-           "METRICS", "available_metrics", "create_metric"]
+__all__ = [
+    "METRICS",
+    "ItemMetric",
+    "MetricCard",
+    "MetricError",
+    "SetMetric",
+    "SetMetricResult",
+    "available_metrics",
+    "create_metric",
+]

@@ -71,6 +71,12 @@ class AlignInfo:
         return d
 
 
+def is_silent(x: np.ndarray, silence_dbfs: float = SILENCE_DBFS) -> bool:
+    """Whether ``x``'s RMS level is below ``silence_dbfs`` (dB full scale)."""
+    rms = float(np.sqrt(np.mean(np.square(np.asarray(x), dtype=np.float64)))) if np.size(x) else 0.0
+    return rms <= 10 ** (silence_dbfs / 20)
+
+
 def _as_mono(x: np.ndarray, what: str, item: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 2 and 1 in a.shape:

@@ -28,7 +28,11 @@ import numpy as np
 
 from benchmark.embeddings import EmbeddingBackbone, EmbeddingCache, create_backbone
 from benchmark.metrics.base import MetricCard, MetricError, SetMetric, SetMetricResult
-from benchmark.metrics.frechet import GaussianStats, frechet_distance_stats, gaussian_stats
+from benchmark.metrics.frechet import (
+    GaussianStats,
+    frechet_distance_stats,
+    gaussian_stats,
+)
 
 # settings that must be equal for two FAD values to be compared
 COMPARABLE_KEYS = ("backbone", "backbone_id", "reference_set", "reference_hash",
@@ -129,12 +133,17 @@ class FAD(SetMetric):
         return [self.embed_clip(clip, sample_rate, ids[i] if ids else f"clip {i}") for i, clip in enumerate(clips)]
 
     @staticmethod
-    def reference_hash(clips: list[np.ndarray], sample_rates: list[int]) -> str:
-        """Content hash of a reference set (audio bytes and rates, in order)."""
+    def hash_update(hasher, clip: np.ndarray, sample_rate: int) -> None:
+        """Feed one reference clip (rate and float32 bytes) to a running SHA-256."""
+        hasher.update(f"{int(sample_rate)}:".encode())
+        hasher.update(np.ascontiguousarray(clip, dtype=np.float32).tobytes())
+
+    @classmethod
+    def reference_hash(cls, clips: list[np.ndarray], sample_rates: list[int]) -> str:
+        """16-hex content hash of a reference set (audio bytes and rates, in order)."""
         h = hashlib.sha256()
         for clip, rate in zip(clips, sample_rates):
-            h.update(f"{int(rate)}:".encode())
-            h.update(np.ascontiguousarray(clip, dtype=np.float32).tobytes())
+            cls.hash_update(h, clip, rate)
         return h.hexdigest()[:16]
 
     # -- metric ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Spectral distances between a reference and an estimate (lower is better, 0 when identical).
 
-Both are computed at a fixed analysis rate (default 44.1 kHz; soxr resampling when the input
+A silent reference (RMS below -90 dBFS) gives NaN, as for every item metric (see
+:mod:`benchmark.metrics.align`). Both are computed at a fixed analysis rate (default 44.1 kHz; soxr resampling when the input
 rate differs) so that codecs working at different rates are compared on the same grid. STFTs
 use a periodic Hann window, centred frames with reflect padding (``torch.stft``), float32.
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from benchmark.data.audio import resample
+from benchmark.metrics.align import is_silent
 from benchmark.metrics.base import ItemMetric, MetricCard, MetricError
 
 MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
@@ -46,13 +48,15 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
 
 
 def _pair(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, rate: int | None,
-          name: str) -> tuple[torch.Tensor, int]:
+          name: str) -> tuple[torch.Tensor, int] | None:
     ref = np.asarray(reference, dtype=np.float32).ravel()
     est = np.asarray(estimate, dtype=np.float32).ravel()
     if ref.shape != est.shape:
         raise MetricError(f"{name}: length mismatch {ref.size} vs {est.size}; align the signals first")
     if not (np.isfinite(ref).all() and np.isfinite(est).all()):
         raise MetricError(f"{name}: NaN or inf samples")
+    if is_silent(ref):
+        return None
     if rate is not None and sample_rate != rate:
         both = resample(np.stack([ref, est]), sample_rate, rate)
         return torch.from_numpy(both), rate
@@ -62,7 +66,10 @@ def _pair(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, rate: i
 def mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
                  rate: int | None = DEFAULT_RATE, scales=MEL_SCALES) -> float:
     """Multi-scale log-mel L1 distance (DAC convention; see module docstring)."""
-    x, sr = _pair(reference, estimate, sample_rate, rate, "mel_distance")
+    pair = _pair(reference, estimate, sample_rate, rate, "mel_distance")
+    if pair is None:
+        return float("nan")
+    x, sr = pair
     if x.shape[1] < max(w for w, _ in scales) // 2 + 1:
         raise MetricError(f"mel_distance: signal of {x.shape[1]} samples is shorter than half the "
                           f"largest window ({max(w for w, _ in scales)})")
@@ -77,7 +84,10 @@ def mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
 def mrstft_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
                     rate: int | None = DEFAULT_RATE, resolutions=MRSTFT_RESOLUTIONS) -> float:
     """Multi-resolution STFT distance (Parallel WaveGAN convention; see module docstring)."""
-    x, _ = _pair(reference, estimate, sample_rate, rate, "mrstft_distance")
+    pair = _pair(reference, estimate, sample_rate, rate, "mrstft_distance")
+    if pair is None:
+        return float("nan")
+    x = pair[0]
     if x.shape[1] < max(n for n, _, _ in resolutions) // 2 + 1:
         raise MetricError(f"mrstft_distance: signal of {x.shape[1]} samples is too short for a "
                           f"{max(n for n, _, _ in resolutions)}-point STFT")
@@ -101,7 +111,7 @@ class MelDistance(ItemMetric):
             name="mel_distance", unit="log10-mel L1 (sum of 7 scales)", higher_is_better=False,
             convention=("DAC MelSpectrogramLoss: windows 32..2048 (hop win/4) with 5..320 Slaney "
                         "mel bands, |STFT| magnitudes, mean |log10(max(mel,1e-5))| difference, "
-                        f"summed over scales; at {rate or 'the input'} Hz"),
+                        f"summed over scales; at {rate or 'the input'} Hz; NaN for silent reference"),
             implementation="benchmark.metrics.spectral (torch.stft float32, librosa mel filters)",
             version="1")
 
@@ -119,7 +129,8 @@ class MRSTFTDistance(ItemMetric):
             higher_is_better=False,
             convention=("Parallel WaveGAN multi-resolution STFT loss: (fft, hop, win) = "
                         "(1024,120,600), (2048,240,1200), (512,50,240); spectral convergence + "
-                        f"mean |ln S| difference, averaged over resolutions; at {rate or 'the input'} Hz"),
+                        f"mean |ln S| difference, averaged over resolutions; at {rate or 'the input'} Hz; "
+                        "NaN for silent reference"),
             implementation="benchmark.metrics.spectral (torch.stft float32)", version="1")
 
     def __call__(self, reference, estimate, sample_rate):

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from benchmark.data.audio import resample
+from benchmark.metrics.align import is_silent
 from benchmark.metrics.base import ItemMetric, MetricCard, MetricError
 
 MODES = {"audio": 48000, "speech": 16000}
-_SILENCE_RMS = 10 ** (-90 / 20)
 
 _WORKER_API: Any = None
 
@@ -105,7 +105,7 @@ class ViSQOL(ItemMetric):
             raise MetricError(f"visqol: length mismatch {ref.size} vs {est.size}; align the signals first")
         if not (np.isfinite(ref).all() and np.isfinite(est).all()):
             raise MetricError("visqol: NaN or inf samples")
-        if float(np.sqrt(np.mean(np.square(ref, dtype=np.float64)))) < _SILENCE_RMS:
+        if is_silent(ref):
             return None
         if sample_rate != self.rate:
             both = resample(np.stack([ref, est]), sample_rate, self.rate)
@@ -150,7 +150,7 @@ class ViSQOL(ItemMetric):
             self._pool.shutdown()
             self._pool = None
 
-    def __enter__(self) -> "ViSQOL":
+    def __enter__(self) -> ViSQOL:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -174,7 +174,8 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor],
     if problems:
         raise ConversionError("official state dict does not match the Music2Latent config: "
                               + "; ".join(problems))
-    return {k: v.detach().clone().float().contiguous() for k, v in out.items()}
+    # no copies: load_state_dict copies into the model's own storage anyway
+    return {k: v.detach().float() for k, v in out.items()}
 
 
 def _expected_shapes(config: Music2LatentConfig) -> dict[str, torch.Size]:

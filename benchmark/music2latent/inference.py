@@ -232,7 +232,8 @@ def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
 def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
                    latents: np.ndarray | torch.Tensor, steps: int = 1, seed: int = 0,
                    chunk_latents: int | str | None = "auto", overlap: int | None = None,
-                   noise_fn: NoiseFn | None = None) -> torch.Tensor:
+                   noise_fn: NoiseFn | None = None, sampler: Callable[..., torch.Tensor] | None = None
+                   ) -> torch.Tensor:
     """Decode latents to audio.
 
     Parameters
@@ -247,6 +248,8 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
         cross-fade avoids the ``n_fft - hop`` attenuated samples at each chunk edge.
     noise_fn: override the noise source (``noise_fn(step, start, end)`` with global frame
         indices), e.g. to reproduce another implementation's noise.
+    sampler: replaces :func:`sample_representation` (same signature), e.g. the EDM sampler of
+        the diffusion-decoder baseline; chunking and cross-fades are unchanged.
 
     Returns
     -------
@@ -284,8 +287,8 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
         prev_end = 0
         for start, end in spans:
             pyramid = model.decode_pyramid(z[..., start:end])
-            spec = sample_representation(model, pyramid, (end - start) * dt, steps, noise_fn,
-                                         frame_offset=start * dt)
+            spec = (sampler or sample_representation)(model, pyramid, (end - start) * dt, steps,
+                                                      noise_fn, frame_offset=start * dt)
             wave = frontend.spec_to_wave(spec).float().cpu()
             a = start * spl
             if prev_end > start:

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from benchmark.embeddings.base import EmbeddingError
-from benchmark.embeddings.musicnn import (MTT_LABELS, PATCH_FRAMES, MusicnnBackbone, log_mel,
-                                          patches)
+from benchmark.embeddings.musicnn import (
+    MTT_LABELS,
+    PATCH_FRAMES,
+    MusicnnBackbone,
+    log_mel,
+    patches,
+)
 from benchmark.metrics.signals import chord_progression, drum_loop, render_midi
 
 # Outputs of musicnn's original TF graph (TF 2.21 + tf_keras, musicnn 0.1.0 MTT_musicnn

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.embeddings import BACKBONES, EmbeddingCache, EmbeddingError, available_backbones, create_backbone
+from benchmark.embeddings import (
+    BACKBONES,
+    EmbeddingCache,
+    EmbeddingError,
+    available_backbones,
+    create_backbone,
+)
 
 
 def test_registry():

@@ -20,7 +20,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from benchmark.embeddings.musicnn import MusicnnBackbone, log_mel, packaged_checkpoint_dir, patches  # noqa: E402
+from benchmark.embeddings.musicnn import (  # noqa: E402
+    MusicnnBackbone,
+    log_mel,
+    packaged_checkpoint_dir,
+    patches,
+)
 from benchmark.metrics.signals import chord_progression, drum_loop  # noqa: E402
 
 

@@ -9,8 +9,13 @@ import torch.nn.functional as F
 
 from benchmark.embeddings import create_backbone
 from benchmark.embeddings.base import EmbeddingError
-from benchmark.embeddings.vggish import (EXAMPLE_FRAMES, VGGishBackbone, hertz_to_mel,
-                                         log_mel_examples, mel_matrix)
+from benchmark.embeddings.vggish import (
+    EXAMPLE_FRAMES,
+    VGGishBackbone,
+    hertz_to_mel,
+    log_mel_examples,
+    mel_matrix,
+)
 from benchmark.metrics.signals import chord_progression
 
 CONVS = {0: (1, 64), 3: (64, 128), 6: (128, 256), 8: (256, 256), 11: (256, 512), 13: (512, 512)}

@@ -23,7 +23,7 @@ def test_trims_both_to_shorter_from_the_end():
 
 def test_equal_lengths_untouched():
     x = np.linspace(-0.5, 0.5, 100, dtype=np.float32)
-    r, e, info = align_pair(x, 1.5 * x)
+    _, _, info = align_pair(x, 1.5 * x)
     assert info.samples == 100 and info.warnings == [] and not info.silent
     assert info.nan_reason is None
 

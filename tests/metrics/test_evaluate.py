@@ -161,3 +161,26 @@ def test_format_table():
     text = format_table([{"metric": "si_sdr", "mean": 3.14159, "std": 0.5, "n": 4, "n_nan": 1, "n_error": 0,
                           "unit": "dB", "higher_is_better": True}])
     assert "3.142 +- 0.5" in text and "(higher better)" in text
+
+
+def test_fad_with_a_local_vggish_checkpoint(tmp_path):
+    from tests.embeddings.test_vggish import _torchvggish_state
+
+    ckpt = tmp_path / "vggish-10086976.pth"
+    torch.save(_torchvggish_state(), ckpt)
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir()
+    dec.mkdir()
+    for i in range(3):
+        x = mixture(16000, 2.0, seed=i)
+        sf.write(ref / f"t{i}.wav", x, 16000)
+        sf.write(dec / f"t{i}.wav", 0.5 * x, 16000)
+    out = tmp_path / "out"
+    rc = main(["eval", "--reference", str(ref), "--decoded", str(dec), "--metrics", "fad", "--fad-backbone",
+               "vggish", "--fad-checkpoint", str(ckpt), "--metric-option", f"fad.cache={tmp_path / 'cache'}",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = _read(out / "summary.csv")[0]
+    settings = json.loads(summary["settings"])
+    assert settings["backbone"] == "vggish" and settings["reference_set"] == str(ref)
+    assert settings["n_reference_embeddings"] == 6 and float(summary["mean"]) > 0

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from benchmark.metrics.frechet import frechet_distance, gaussian_stats, trace_sqrt_product
+from benchmark.metrics.frechet import (
+    frechet_distance,
+    gaussian_stats,
+    trace_sqrt_product,
+)
 
 
 def _random_spd(d: int, rng: np.random.Generator, rank: int | None = None) -> np.ndarray:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.metrics import METRICS, ItemMetric, MetricError, SetMetric, available_metrics, create_metric
+from benchmark.metrics import (
+    METRICS,
+    ItemMetric,
+    MetricError,
+    SetMetric,
+    available_metrics,
+    create_metric,
+)
 
 
 def test_registry_names():

@@ -7,7 +7,13 @@ import pytest
 
 from benchmark.metrics.base import MetricError
 from benchmark.metrics.signals import mixture
-from benchmark.metrics.spectral import MEL_SCALES, MelDistance, MRSTFTDistance, mel_distance, mrstft_distance
+from benchmark.metrics.spectral import (
+    MEL_SCALES,
+    MelDistance,
+    MRSTFTDistance,
+    mel_distance,
+    mrstft_distance,
+)
 
 SR = 44100
 
@@ -64,6 +70,13 @@ def test_analysis_rate_resampling(music):
     both = resample(np.stack([x48, y48]), 48000, SR)
     assert mel_distance(x48, y48, 48000) == pytest.approx(mel_distance(both[0], both[1], SR), rel=1e-6)
     assert mel_distance(x48, y48, 48000, rate=None) != pytest.approx(mel_distance(x48, y48, 48000), rel=1e-3)
+
+
+@pytest.mark.parametrize("fn", [mel_distance, mrstft_distance])
+def test_silent_reference_is_nan(fn, music):
+    assert np.isnan(fn(np.zeros_like(music), music, SR))
+    assert np.isnan(fn(np.full_like(music, 1e-6), music, SR))  # -120 dBFS
+    assert fn(music, np.zeros_like(music), SR) > 0             # a silent estimate is scored
 
 
 def test_bad_input(music):

@@ -28,7 +28,7 @@ def smoke_frontend(smoke_config):
     return SpectralFrontend(smoke_config)
 
 
-def music_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
+def make_music_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
     """A deterministic music-like test signal ``[1, samples]``: three decaying harmonic notes
     per second plus a little noise, peak about 0.5."""
     g = torch.Generator().manual_seed(seed)
@@ -43,3 +43,9 @@ def music_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
             out += env * torch.sin(2 * math.pi * f0 * h * (t - start)) / h
     out += 0.01 * torch.randn(n, generator=g, dtype=torch.float64)
     return (0.5 * out / out.abs().max()).float()[None]
+
+
+@pytest.fixture(scope="session")
+def music_like():
+    """The :func:`make_music_like` signal generator."""
+    return make_music_like

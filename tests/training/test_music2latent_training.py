@@ -97,3 +97,11 @@ def test_cli_train_and_errors(music, tmp_path, capsys):
     assert train_command(args3) == 2 and "--resume" in capsys.readouterr().err
     bad = parser.parse_args(["--preset", "nope", "--data", str(music), "--out", str(tmp_path / "x")])
     assert train_command(bad) == 2 and "unknown training preset" in capsys.readouterr().err
+
+
+def test_speed_benchmark_runs_the_real_step():
+    from benchmark.training.bench import measure
+
+    r = measure("music2latent", "smoke", steps=1, device="cpu", overrides=[])
+    assert r["step_wall_s"] > 0 and r["step_cpu_s"] > 0 and r["total_steps"] == 4
+    assert r["projected_run_wall_s"] >= 4 * r["step_wall_s"]

@@ -1,0 +1,270 @@
+"""Quality versus decoding steps, and seed-to-seed variance, of stochastic decoders.
+
+A stochastic decoder (Music2Latent's consistency sampler, the diffusion-decoder baseline)
+turns the same latents into different audio for different noise seeds, and trades quality for
+network evaluations. :func:`steps_study` measures both on dataset items: every codec spec is
+decoded at every number of ``steps`` with every ``seed`` (latents are computed once per set
+of weights), and every item metric is scored against the original, exactly as the pipeline
+does (reference at the file's native rate, decoded audio resampled to it, lengths aligned by
+:func:`benchmark.metrics.align.align_pair`, channels scored separately and averaged).
+Deterministic codecs in the list are decoded once and reported with ``steps = None`` as flat
+references.
+
+Result rows (one per codec x steps x seed x item x metric)::
+
+    {"codec": label, "codec_name", "codec_id", "weights_id", "stochastic", "steps", "nfe",
+     "seed", "item", "split", "metric", "unit", "higher_is_better", "value"}
+
+``nfe`` is ``info.decode_steps``: network evaluations per decode (Heun: ``2 steps - 1``).
+:func:`summarize_steps_study` aggregates them per (codec, steps, metric): the mean over items
+and seeds, ``seed_std`` (standard deviation across seeds of the per-seed item mean: how much a
+reported number moves with the decoding seed) and ``item_seed_std`` (per-item standard
+deviation across seeds, averaged over items: how different two decodings of one item score).
+:func:`plot_steps_study` draws the summary (mean +- seed_std against steps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.codecs.protocol import Codec
+from benchmark.codecs.registry import create_codec
+from benchmark.data.audio import read_audio, resample
+from benchmark.data.dataset import Item
+from benchmark.metrics import ItemMetric, create_metric
+from benchmark.metrics.align import align_pair
+
+__all__ = ["steps_study", "summarize_steps_study", "plot_steps_study", "StudySpec"]
+
+DEFAULT_STEPS = (1, 2, 4, 8)
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+class StudySpec:
+    """A codec to study: registry name or import path, constructor options, display label.
+
+    Built from a :class:`benchmark.config.CodecSpec`, a mapping with ``name`` (and optional
+    ``options``/``label``) or a plain name. ``steps`` and ``seed`` in ``options`` are replaced
+    by the study's values.
+    """
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None,
+                 label: str | None = None) -> None:
+        self.name = name
+        self.options = {k: v for k, v in dict(options or {}).items() if k not in ("steps", "seed")}
+        self.label = label or name
+
+    @classmethod
+    def of(cls, spec: Any) -> "StudySpec":
+        if isinstance(spec, StudySpec):
+            return spec
+        if isinstance(spec, str):
+            return cls(spec)
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"name", "options", "label", "train"}
+            if "name" not in spec or unknown:
+                raise ValueError(f"steps_study: a codec spec needs 'name' (and optionally "
+                                 f"'options', 'label'), got {dict(spec)}")
+            return cls(spec["name"], spec.get("options"), spec.get("label"))
+        if hasattr(spec, "name") and hasattr(spec, "options"):  # benchmark.config.CodecSpec
+            return cls(spec.name, spec.options, getattr(spec, "label", None))
+        raise TypeError(f"steps_study: cannot read a codec spec from {spec!r}")
+
+
+def _metric_objects(metrics: Iterable[str | ItemMetric]) -> list[ItemMetric]:
+    out = []
+    for m in metrics:
+        metric = create_metric(m) if isinstance(m, str) else m
+        if not isinstance(metric, ItemMetric):
+            raise ValueError(f"steps_study: {getattr(metric, 'card', metric)!r} is a set metric; "
+                             "only item metrics (si_sdr, visqol, mel_distance...) are supported")
+        out.append(metric)
+    if not out:
+        raise ValueError("steps_study: give at least one metric")
+    return out
+
+
+def _score(metrics: Sequence[ItemMetric], item: Item, reference: np.ndarray, native: int,
+           decoded: np.ndarray, codec_rate: int) -> dict[str, float]:
+    """Mean over channels of every metric (the pipeline's convention)."""
+    estimate = resample(decoded, codec_rate, native)
+    if estimate.shape[0] != reference.shape[0]:
+        raise ValueError(f"{item.id}: decoded {estimate.shape[0]} channels for "
+                         f"{reference.shape[0]} input channels")
+    pairs = [align_pair(r, e, item=item.id)[:2] for r, e in zip(reference, estimate)]
+    return {m.card.name: float(np.mean([m(r, e, native) for r, e in pairs])) for m in metrics}
+
+
+def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
+                steps: Sequence[int] = DEFAULT_STEPS, seeds: Sequence[int] = DEFAULT_SEEDS,
+                metrics: Iterable[str | ItemMetric] = ("si_sdr",), device: str | None = None,
+                progress: bool = False, log: Callable[[str], None] | None = None
+                ) -> list[dict[str, Any]]:
+    """Score every (codec, steps, seed) decoding of ``items``.
+
+    Parameters
+    ----------
+    codec_specs: codecs (see :class:`StudySpec`); stochastic ones must accept ``steps`` and
+        ``seed`` options (``music2latent``, ``diffusion_ae``); deterministic ones are decoded
+        once, with ``steps = seed = None`` in their rows.
+    items: dataset items (any rate, any channel count).
+    steps, seeds: decoding steps and noise seeds to try.
+    metrics: item-metric names (``si_sdr``, ``mel_distance``, ``visqol``...) or objects.
+    device: passed to codecs that accept it (None: their default).
+
+    Returns
+    -------
+    A list of row dicts (module docstring).
+    """
+    steps = tuple(int(s) for s in steps)
+    seeds = tuple(int(s) for s in seeds)
+    if not steps or min(steps) < 1 or not seeds:
+        raise ValueError(f"steps_study: need steps >= 1 and at least one seed, got {steps}, {seeds}")
+    metric_objs = _metric_objects(metrics)
+    specs = [StudySpec.of(s) for s in codec_specs]
+    if len({s.label for s in specs}) != len(specs):
+        raise ValueError(f"steps_study: codec labels must be unique, got {[s.label for s in specs]}")
+    references = {it.id: read_audio(it.path) for it in items}
+    rows: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc="steps study", unit="decode")
+    for spec in specs:
+        options = dict(spec.options)
+        if device is not None:
+            options.setdefault("device", device)
+        first = create_codec(spec.name, **options)
+        grid = ([(s, seed) for s in steps for seed in seeds] if first.info.stochastic
+                else [(None, None)])
+        latents: dict[tuple[str, str], torch.Tensor] = {}
+        for n_steps, seed in grid:
+            codec = (first if n_steps is None
+                     else create_codec(spec.name, **options, steps=n_steps, seed=seed))
+            if log is not None:
+                log(f"[steps study] {spec.label}: steps={n_steps} seed={seed} "
+                    f"(nfe={codec.info.decode_steps})")
+            for item in items:
+                reference, native = references[item.id]
+                decoded = _decode(codec, item, latents)
+                scores = _score(metric_objs, item, reference, native, decoded,
+                                codec.info.sample_rate)
+                for m in metric_objs:
+                    rows.append({
+                        "codec": spec.label, "codec_name": spec.name, "codec_id": codec.identity,
+                        "weights_id": codec.info.weights_id, "stochastic": codec.info.stochastic,
+                        "steps": n_steps, "nfe": codec.info.decode_steps, "seed": seed,
+                        "item": item.id, "split": item.split, "metric": m.card.name,
+                        "unit": m.card.unit, "higher_is_better": m.card.higher_is_better,
+                        "value": scores[m.card.name]})
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def _decode(codec: Codec, item: Item, cache: dict[tuple[str, str], torch.Tensor]) -> np.ndarray:
+    """Decode ``item`` with ``codec``; latents are cached per (weights, item): encoding does not
+    depend on the decoding steps or seed."""
+    key = (codec.info.weights_id, item.id)
+    with torch.inference_mode():
+        if key not in cache:
+            audio, _ = read_audio(item.path, sample_rate=codec.info.sample_rate)
+            cache[key] = codec.encode(torch.from_numpy(audio))
+        return codec.decode(cache[key]).float().cpu().numpy()
+
+
+def summarize_steps_study(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate :func:`steps_study` rows per (codec, steps, metric).
+
+    Returns rows ``{"codec", "steps", "nfe", "metric", "unit", "higher_is_better", "n_items",
+    "n_seeds", "mean", "seed_std", "item_seed_std"}``; NaN values (undefined metrics) are
+    left out, the standard deviations use ``ddof = 1`` (NaN with one seed).
+    """
+    groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    order: list[tuple] = []
+    for row in rows:
+        key = (row["codec"], row["steps"], row["metric"])
+        if key not in groups:
+            order.append(key)
+        groups[key].append(row)
+    out = []
+    for key in order:
+        group = [r for r in groups[key] if not math.isnan(r["value"])]
+        if not group:
+            continue
+        by_seed: dict[Any, list[float]] = defaultdict(list)
+        by_item: dict[Any, list[float]] = defaultdict(list)
+        for r in group:
+            by_seed[r["seed"]].append(r["value"])
+            by_item[r["item"]].append(r["value"])
+        seed_means = [float(np.mean(v)) for v in by_seed.values()]
+        item_stds = [float(np.std(v, ddof=1)) for v in by_item.values() if len(v) > 1]
+        first = group[0]
+        out.append({
+            "codec": key[0], "steps": key[1], "nfe": first["nfe"], "metric": key[2],
+            "unit": first["unit"], "higher_is_better": first["higher_is_better"],
+            "n_items": len(by_item), "n_seeds": len(by_seed),
+            "mean": float(np.mean([r["value"] for r in group])),
+            "seed_std": float(np.std(seed_means, ddof=1)) if len(seed_means) > 1 else math.nan,
+            "item_seed_std": float(np.mean(item_stds)) if item_stds else math.nan,
+        })
+    return out
+
+
+def plot_steps_study(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str] | None = None,
+                     path: str | Path | None = None):
+    """Figure of quality against decoding steps, one panel per metric.
+
+    Stochastic codecs: mean over items and seeds, error bars +- ``seed_std``, x axis = steps
+    (log2). Deterministic codecs (``steps`` None): dashed horizontal reference lines.
+    ``summary``: :func:`summarize_steps_study` output (raw rows are summarised first).
+    Saves to ``path`` if given; returns the ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.figure import Figure
+
+    summary = list(summary)
+    if summary and "seed_std" not in summary[0]:
+        summary = summarize_steps_study(summary)
+    names = list(metrics) if metrics else list(dict.fromkeys(r["metric"] for r in summary))
+    if not names:
+        raise ValueError("plot_steps_study: nothing to plot (empty summary)")
+    fig = Figure(figsize=(4.2 * len(names), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    all_steps = sorted({r["steps"] for r in summary if r["steps"] is not None})
+    for ax, metric in zip(axes, names):
+        rows = [r for r in summary if r["metric"] == metric]
+        if not rows:
+            raise ValueError(f"plot_steps_study: no rows for metric {metric!r}")
+        for codec in dict.fromkeys(r["codec"] for r in rows):
+            mine = sorted((r for r in rows if r["codec"] == codec and r["steps"] is not None),
+                          key=lambda r: r["steps"])
+            if mine:
+                err = [0.0 if math.isnan(r["seed_std"]) else r["seed_std"] for r in mine]
+                ax.errorbar([r["steps"] for r in mine], [r["mean"] for r in mine], yerr=err,
+                            marker="o", capsize=3, label=codec)
+            for r in rows:
+                if r["codec"] == codec and r["steps"] is None:
+                    ax.axhline(r["mean"], linestyle="--", linewidth=1, color="0.4")
+                    ax.annotate(codec, (0.01, r["mean"]), xycoords=("axes fraction", "data"),
+                                fontsize=7, color="0.3", va="bottom")
+        if all_steps:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(all_steps, [str(s) for s in all_steps])
+        unit = rows[0]["unit"]
+        arrow = "higher is better" if rows[0]["higher_is_better"] else "lower is better"
+        ax.set_xlabel("decoding steps")
+        ax.set_ylabel(f"{metric} ({unit}, {arrow})")
+        ax.grid(alpha=0.3)
+        if any(r["steps"] is not None for r in rows):
+            ax.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -1,0 +1,1 @@
+"""Worked examples (importable, tested): ``examples.my_codec_plugin:ExampleCodec``."""
