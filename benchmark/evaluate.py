@@ -541,10 +541,11 @@ class EvalJob:
                         **_card_columns(metric.card), "settings": ""})
         for metric in self.set_metrics:
             result = self.set_results.get(metric.card.name)
+            failed = {r["file"] for r in self.rows if r["status"] == "error" and r["metric"] in (metric.card.name, "*")}
             out.append({"metric": metric.card.name,
                         "mean": result.value if result else float("nan"), "std": float("nan"),
                         "n": result.settings.get("n_estimate_clips", 0) if result else 0,
-                        "n_nan": 0, "n_error": 0 if result else 1, **_card_columns(metric.card),
+                        "n_nan": 0, "n_error": len(failed), **_card_columns(metric.card),
                         "settings": json.dumps(result.settings, sort_keys=True, default=str) if result else ""})
         return out
 

@@ -8,8 +8,9 @@ is created. A task from another package is named by its import path
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from benchmark.lazy import resolve
 
 TASKS: dict[str, str] = {
     "tagging": "tasks.tagging:TaggingTask",
@@ -27,15 +28,7 @@ def create_task(name: str, **options: Any):
     """Instantiate task ``name`` (registry name or ``"module:Class"``) with ``options``."""
     from tasks.base import Task, TaskError
 
-    target = TASKS.get(name, name)
-    if ":" not in target:
-        raise TaskError(f"unknown task {name!r}; known: {', '.join(available_tasks())} "
-                        "(or give 'module:Class')")
-    module, attr = target.split(":", 1)
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise TaskError(f"cannot import task {target!r}: {exc}") from exc
+    cls = resolve(TASKS, name, "task", TaskError)
     if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TaskError(f"{target!r} is not a tasks.base.Task subclass")
+        raise TaskError(f"{name!r} is not a tasks.base.Task subclass")
     return cls(**options)

@@ -7,16 +7,19 @@ anywhere a codec name is accepted (CLI ``--codecs``, configs). Plugins can also 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from benchmark.codecs.protocol import Codec, CodecError
+from benchmark.lazy import resolve
 
 _REGISTRY: dict[str, str] = {
     # reference codecs (no parameters)
     "identity": "baselines.identity:IdentityCodec",
     "lowpass": "baselines.lowpass:LowpassCodec",
     "mel_griffinlim": "baselines.mel_griffinlim:MelGriffinLimCodec",
+    # learned codecs
+    "music2latent": "benchmark.music2latent.codec:Music2LatentCodec",
+    "music2latent_official": "benchmark.music2latent.codec:OfficialMusic2LatentCodec",
     # non-learned feature baselines for probing (feature-only)
     "logmel": "baselines.features:LogMelFeatures",
     "mfcc": "baselines.features:MFCCFeatures",
@@ -35,23 +38,7 @@ def available_codecs() -> list[str]:
 
 def resolve_factory(spec: str) -> Callable[..., Codec]:
     """Turn a registry name or ``"module:attr"`` import path into a codec factory."""
-    target: Any = _REGISTRY.get(spec, spec)
-    if callable(target):
-        return target
-    if ":" not in target:
-        known = ", ".join(available_codecs())
-        raise CodecError(f"unknown codec {spec!r}; known codecs: {known}; or give an import "
-                         "path 'package.module:ClassName'")
-    module_name, attr = target.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CodecError(f"codec {spec!r}: cannot import {module_name!r} ({exc}); is the package "
-                         "installed and on PYTHONPATH?") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise CodecError(f"codec {spec!r}: module {module_name!r} has no attribute {attr!r}") from exc
+    return resolve(_REGISTRY, spec, "codec", CodecError)
 
 
 def create_codec(spec: str, **config: Any) -> Codec:

@@ -8,11 +8,11 @@ missing files and where to get them.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from benchmark.data.dataset import Dataset, DatasetError
+from benchmark.lazy import resolve
 
 DATASETS: dict[str, str] = {
     "builtin": "benchmark.data.builtin:load_builtin",
@@ -32,9 +32,5 @@ def available_datasets() -> list[str]:
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> Dataset:
     """Load dataset ``name`` (registry name or ``"module:function"``) from ``root``."""
-    target = DATASETS.get(name, name)
-    if ":" not in target:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
-    module, attr = target.split(":", 1)
-    loader = getattr(importlib.import_module(module), attr)
+    loader = resolve(DATASETS, name, "dataset", DatasetError)
     return loader(Path(root) if root is not None else None, **options)

@@ -81,6 +81,7 @@ def test_codec_mode_end_to_end(folder, tmp_path, capsys):
     summary = {r["metric"]: r for r in _read(out / "summary.csv")}
     assert (summary["si_sdr"]["n"], summary["si_sdr"]["n_nan"], summary["si_sdr"]["n_error"]) == ("3", "1", "2")
     assert summary["si_sdr"]["unit"] == "dB" and summary["si_sdr"]["higher_is_better"] == "True"
+    assert summary["fad"]["n_error"] == "2"  # broken.wav, nan.wav (silent.wav is excluded, not failed)
     settings = json.loads(summary["fad"]["settings"])
     assert settings["n_estimate_clips"] == 3 and settings["backbone"] == "toy"
     assert len(_read(out / "fad_contributions.csv")) == 3
