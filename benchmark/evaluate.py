@@ -20,7 +20,10 @@ Paired mode
 
 Item metrics are computed per channel at the reference's rate (each metric resamples
 internally if it has a fixed analysis rate, e.g. ViSQOL 48 kHz) and averaged over channels;
-set metrics (FAD) use channel-averaged clips. A file that cannot be read, a codec that raises,
+set metrics (FAD) use channel-averaged clips, embedded file by file as the folder is processed
+(only the embeddings are kept, so memory does not grow with the audio). Files with a silent
+reference are excluded from set metrics. Memory per file is O(file length) for the audio
+buffers; use ``--max-seconds`` to evaluate excerpts of very long files. A file that cannot be read, a codec that raises,
 NaN output or a silent reference become rows with a status and a message naming the file; the
 rest of the folder completes.
 

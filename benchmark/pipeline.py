@@ -43,7 +43,8 @@ from benchmark.config import CodecSpec, RunConfig, save_config
 from benchmark.data.audio import AudioError, file_hash, read_audio, resample
 from benchmark.data.dataset import Dataset, Item
 from benchmark.data.registry import load_dataset
-from benchmark.metrics import ItemMetric, SetMetric, create_metric
+from benchmark.lazy import resolve
+from benchmark.metrics import METRICS, ItemMetric, MetricError, SetMetric
 from benchmark.metrics.align import align_pair
 from benchmark.results import ResultsStore
 
@@ -267,13 +268,27 @@ class Pipeline:
     # metrics
     # ------------------------------------------------------------------------------------------
     def _metrics(self) -> list[ItemMetric | SetMetric]:
-        return [create_metric(name, **self.config.metric_options.get(name, {})) for name in self.config.metrics]
+        """Build the configured metrics; set metrics get the run's cache and reference name."""
+        out = []
+        for name in self.config.metrics:
+            options = dict(self.config.metric_options.get(name, {}))
+            factory = resolve(METRICS, name, "metric", MetricError)
+            if _accepts(factory, "cache"):
+                options.setdefault("cache", str(self.cache_dir / "embeddings"))
+            if _accepts(factory, "reference_name"):
+                options.setdefault("reference_name",
+                                   f"{self.dataset.name}:{self.dataset.identity}:{self.config.reconstruction_split}")
+            if _accepts(factory, "workers"):
+                options.setdefault("workers", self.config.workers)
+            out.append(factory(**options))
+        return out
 
     def reconstruction_metrics(self, run: CodecRun, items: list[Item], metrics) -> None:
+        """Score decoded items against the originals at their native rate (see module doc)."""
         if not run.codec.info.can_decode:
             return
-        pairs: list[tuple[Item, np.ndarray, np.ndarray, int]] = []
-        for item in tqdm(items, desc=f"metrics {run.label}", disable=not self.progress, unit="item"):
+        pairs: list[tuple[Item, np.ndarray, np.ndarray, int, str]] = []
+        for item in tqdm(items, desc=f"align {run.label}", disable=not self.progress, unit="item"):
             decoded = self.cache.load_arrays("decode", self._decode_key(run, item)) if self._safe_cached(run, item, "decode") else None
             if decoded is None:
                 continue  # encode/decode failure already recorded
@@ -282,39 +297,63 @@ class Pipeline:
                 estimate = resample(decoded["audio"], run.codec.info.sample_rate, native)
                 if estimate.shape[0] != reference.shape[0]:
                     raise CodecError(f"decoded {estimate.shape[0]} channels for {reference.shape[0]} input channels")
-                aligned = [align_pair(r, e) for r, e in zip(reference, estimate)]
+                aligned = [align_pair(r, e, item=item.id) for r, e in zip(reference, estimate)]
             except Exception as exc:
                 self._item_error(run, "metrics", item, exc)
                 continue
-            ref = np.stack([a[0] for a in aligned])
-            est = np.stack([a[1] for a in aligned])
-            pairs.append((item, ref, est, native))
-            for metric in metrics:
-                if isinstance(metric, ItemMetric):
-                    self._item_metric(run, item, metric, ref, est, native)
+            note = "; ".join(dict.fromkeys(a[2].nan_reason for a in aligned if a[2].nan_reason))
+            pairs.append((item, np.stack([a[0] for a in aligned]), np.stack([a[1] for a in aligned]), native, note))
         for metric in metrics:
-            if isinstance(metric, SetMetric):
-                self._set_metric(run, metric, pairs)
+            if isinstance(metric, ItemMetric):
+                self._item_metric(run, metric, pairs)
+            else:
+                self._set_metric(run, metric, [p[:4] for p in pairs])
 
-    def _item_metric(self, run, item, metric: ItemMetric, ref, est, sr) -> None:
+    def _item_metric(self, run: CodecRun, metric: ItemMetric, pairs) -> None:
+        """Per-item values (mean over channels), cached; uncached ones scored in one batch."""
         card = metric.card
-        key = cache_key("metric", card.name, card.version, self.config.metric_options.get(card.name, {}),
-                        run.codec.identity, self.content_hash(item))
-        cached = self.cache.load_value("metrics", key)
-        if cached is None:
+        options = self.config.metric_options.get(card.name, {})
+        keys = [cache_key("metric", card.name, card.version, options, run.codec.identity, self.content_hash(p[0]))
+                for p in pairs]
+        values: dict[str, float | None] = {}
+        todo = []
+        for pair, key in zip(pairs, keys):
+            cached = self.cache.load_value("metrics", key)
+            if cached is None:
+                todo.append((pair, key))
+            else:
+                values[pair[0].id] = cached["value"]
+        for rate in sorted({pair[3] for pair, _ in todo}):
+            group = [(pair, key) for pair, key in todo if pair[3] == rate]
+            flat = [(r, e) for pair, _ in group for r, e in zip(pair[1], pair[2])]
             try:
-                values = [float(metric(r, e, sr)) for r, e in zip(ref, est)]
-                value = float(np.mean(values))
-            except Exception as exc:
-                self._item_error(run, f"metric:{card.name}", item, exc)
-                return
-            cached = {"value": None if math.isnan(value) else value}
-            self.cache.save_value("metrics", key, cached)
-        value = cached["value"]
-        self.store.add_item(codec_label=run.label, codec_id=run.codec.identity, dataset_id=self.dataset.identity,
-                            split=item.split, item=item.id, metric=card.name,
-                            value=float("nan") if value is None else value,
-                            note="" if value is not None else "undefined (e.g. silent reference)")
+                scores = metric.batch(flat, rate)
+            except Exception:  # isolate the failing item(s); the others still get scored
+                scores = None
+            start = 0
+            for pair, key in tqdm(group, desc=f"{card.name} {run.label}", disable=not self.progress or scores is not None,
+                                  unit="item"):
+                n = pair[1].shape[0]
+                try:
+                    item_scores = scores[start:start + n] if scores is not None else \
+                        [float(metric(r, e, rate)) for r, e in zip(pair[1], pair[2])]
+                except Exception as exc:
+                    self._item_error(run, f"metric:{card.name}", pair[0], exc)
+                    start += n
+                    continue
+                start += n
+                value = float(np.mean(item_scores))
+                value = None if math.isnan(value) else value
+                self.cache.save_value("metrics", key, {"value": value})
+                values[pair[0].id] = value
+        for pair in pairs:
+            if pair[0].id not in values:
+                continue
+            value = values[pair[0].id]
+            self.store.add_item(codec_label=run.label, codec_id=run.codec.identity, dataset_id=self.dataset.identity,
+                                split=pair[0].split, item=pair[0].id, metric=card.name,
+                                value=float("nan") if value is None else value,
+                                note="" if value is not None else (pair[4] or "undefined for this item"))
 
     def _set_metric(self, run, metric: SetMetric, pairs) -> None:
         card = metric.card

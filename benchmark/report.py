@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+PRIMARY_METRICS = ("si_sdr", "visqol", "fad")  # the paper's columns first, others after
 COST_COLUMNS = ("parameters", "compression_ratio", "latent_rate_hz", "decode_steps", "encode_speed",
                 "decode_speed", "train_seconds")
 
@@ -78,8 +79,11 @@ def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
     # codecs that decode: those with reconstruction rows (feature-only extractors have none)
     codecs = list(dict.fromkeys(recon["codec_label"])) or list(dict.fromkeys(cost["codec_label"]))
     table = pd.DataFrame(index=pd.Index(codecs, name="codec"))
-    for metric, group in recon.groupby("metric", sort=False):
-        header = f"{metric} ({group['unit'].iloc[0]}){_arrow(group['higher_is_better'].iloc[0])}"
+    order = {m: i for i, m in enumerate(PRIMARY_METRICS)}
+    groups = sorted(recon.groupby("metric", sort=False), key=lambda g: order.get(g[0], len(order)))
+    for metric, group in groups:
+        unit = str(group["unit"].iloc[0])
+        header = f"{metric}{f' ({unit})' if len(unit) <= 8 else ''}{_arrow(group['higher_is_better'].iloc[0])}"
         table[header] = group.drop_duplicates("codec_label", keep="last").set_index("codec_label").apply(
             _with_ci, axis=1)
     for metric in ("parameters", "compression_ratio", "decode_steps", "decode_speed"):

@@ -259,9 +259,10 @@ def plot_steps_study(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str
             ax.set_xscale("log", base=2)
             ax.set_xticks(all_steps, [str(s) for s in all_steps])
         unit = rows[0]["unit"]
-        arrow = "higher is better" if rows[0]["higher_is_better"] else "lower is better"
+        ax.set_title(f"{metric} ({'higher' if rows[0]['higher_is_better'] else 'lower'} is "
+                     "better)", fontsize=10)
         ax.set_xlabel("decoding steps")
-        ax.set_ylabel(f"{metric} ({unit}, {arrow})")
+        ax.set_ylabel(f"{metric} [{unit}]" if len(unit) <= 12 else metric)
         ax.grid(alpha=0.3)
         if any(r["steps"] is not None for r in rows):
             ax.legend(fontsize=8)

@@ -33,7 +33,8 @@ def test_equals_visqol_python_called_directly(metric, music48):
     api = visqol.VisqolApi()
     api.create(mode="audio")
     direct = api.measure_from_arrays(music48.astype(np.float64), degraded.astype(np.float64), 48000).moslqo
-    assert metric(music48, degraded, 48000) == direct
+    # equal up to float round-off (numba's parallel loops do not fix the summation order)
+    assert metric(music48, degraded, 48000) == pytest.approx(direct, abs=1e-9)
 
 
 def test_identical_audio_at_the_audio_mode_ceiling(metric, music48):
@@ -53,7 +54,7 @@ def test_resamples_other_rates_to_48k(metric, music48):
     api = visqol.VisqolApi()
     api.create(mode="audio")
     direct = api.measure_from_arrays(both[0].astype(np.float64), both[1].astype(np.float64), 48000).moslqo
-    assert metric(x44, y44, 44100) == pytest.approx(direct, abs=1e-12)
+    assert metric(x44, y44, 44100) == pytest.approx(direct, abs=1e-9)
 
 
 def test_silent_reference_and_bad_input(metric, music48):
@@ -88,4 +89,5 @@ def test_batch_in_worker_processes_equals_sequential(music48):
     with ViSQOL(workers=2) as parallel:
         got = parallel.batch(pairs, 48000)
     want = ViSQOL(workers=1).batch(pairs, 48000)
-    assert got[:2] == want[:2] and np.isnan(got[2]) and np.isnan(want[2])
+    assert got[:2] == pytest.approx(want[:2], abs=1e-9)
+    assert np.isnan(got[2]) and np.isnan(want[2])

@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Speed and memory of our Music2Latent against the official package (same random weights).
+
+For each duration (default 10 s and 60 s of 44.1 kHz mono audio) this measures, in one
+process, with the paper configuration and the same random weights:
+
+- encode: official ``EncoderDecoder.encode`` vs our ``encode_audio``;
+- one-step decode: official ``EncoderDecoder.decode`` vs our ``decode_latents``, both fed
+  the same initial noise (drawn from the global generator after the same seed),
+
+asserts that the outputs agree (latents to 1e-4 on the tanh scale, audio to 1e-4), and
+prints wall time, process CPU time and peak RSS increase for each, with official/ours
+ratios. Our runs use the public API with its inference settings (channels-last weights on
+CPU); "ours, chunked" additionally uses the default overlapping chunking for long inputs
+(its output then differs slightly from a one-pass decode, so it is not compared).
+
+The official package is only called (CC BY-NC 4.0); it needs ``huggingface_hub`` importable
+(a stub is installed when it is missing) and never downloads anything here: its weights are a
+temporary random checkpoint.
+
+Usage::
+
+    python scripts/bench_music2latent_speed.py               # 10 s and 60 s, 2 repeats
+    python scripts/bench_music2latent_speed.py --seconds 10 --repeats 3
+
+Timings on a shared machine are noisy: each figure is the minimum over repeats (official and
+ours interleaved); the load average is printed for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmark.music2latent.config import PRESETS  # noqa: E402
+from benchmark.music2latent.convert import convert_official_state_dict  # noqa: E402
+from benchmark.music2latent.frontend import SpectralFrontend  # noqa: E402
+from benchmark.music2latent.inference import (decode_latents, encode_audio,  # noqa: E402
+                                              prepare_for_inference)
+from benchmark.music2latent.model import Music2Latent, randomize_parameters  # noqa: E402
+
+SAMPLE_RATE = 44100
+OFFICIAL_SCALE = 0.06
+
+
+def import_official() -> types.SimpleNamespace:
+    if importlib.util.find_spec("music2latent") is None:
+        sys.exit("the official package is needed: pip install --no-deps music2latent")
+    if importlib.util.find_spec("huggingface_hub") is None:
+        stub = types.ModuleType("huggingface_hub")
+        stub.hf_hub_download = lambda *a, **k: (_ for _ in ()).throw(
+            RuntimeError("downloads disabled"))
+        sys.modules["huggingface_hub"] = stub
+    import music2latent.inference as inference
+    import music2latent.models as models
+    inference.download_model = lambda *a, **k: None  # weights come from our temp file
+    return types.SimpleNamespace(inference=inference, models=models)
+
+
+class PeakRSS:
+    """Peak resident-set increase (MiB) during a block, sampled every 2 ms from /proc."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._libc = ctypes.CDLL("libc.so.6") if platform.system() == "Linux" else None
+
+    @staticmethod
+    def rss_mib() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    def __enter__(self) -> "PeakRSS":
+        if self._libc is not None:
+            self._libc.malloc_trim(0)  # return freed heap to the OS so the baseline is honest
+        self.base = self.rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss_mib() - self.base)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss_mib() - self.base)
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """Run ``fn``; return (result, wall s, process CPU s, peak RSS increase MiB)."""
+    with PeakRSS() as mem:
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return out, wall, cpu, mem.peak
+
+
+def music_like(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    out = np.zeros(n)
+    for i in range(int(seconds * 3)):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        env = np.where(t >= i / 3, np.exp(-(t - i / 3) * 4), 0.0)
+        out += sum(env * np.sin(2 * np.pi * f0 * h * (t - i / 3)) / h for h in range(1, 5))
+    out += 0.01 * rng.standard_normal(n)
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)[None]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--no-chunked", action="store_true",
+                        help="skip the 'ours, chunked' rows")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    official_pkg = import_official()
+    config = PRESETS["paper"]
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    official_model = randomize_parameters(official_pkg.models.UNet(), seed=0).eval()
+    ours = Music2Latent(config)
+    ours.load_state_dict(convert_official_state_dict(official_model.state_dict(), config))
+    prepare_for_inference(ours)
+    frontend = SpectralFrontend(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "music2latent.pt"
+        torch.save({"gen_state_dict": official_model.state_dict()}, path)
+        del official_model
+        api = official_pkg.inference.EncoderDecoder(load_path_inference=str(path),
+                                                    device="cpu")
+
+    rows = []
+    for seconds in args.seconds:
+        audio = music_like(seconds)
+        k = frontend.latents_for_samples(audio.shape[-1])
+        frames = k * config.downsample_time
+        noise_shape = (1, 2, config.freq_bins, frames)
+
+        def enc_official():
+            return api.encode(audio)
+
+        def enc_ours():
+            return encode_audio(ours, frontend, audio, chunk_seconds=None)
+
+        def enc_ours_chunked():
+            return encode_audio(ours, frontend, audio)
+
+        z_holder: dict[str, torch.Tensor] = {}
+
+        def dec_official():
+            torch.manual_seed(1)
+            return api.decode(z_holder["z"] / OFFICIAL_SCALE)
+
+        def dec_ours():
+            torch.manual_seed(1)
+            return decode_latents(ours, frontend, z_holder["z"], chunk_latents=None,
+                                  noise_fn=lambda step, a, b: torch.randn(noise_shape))
+
+        def dec_ours_chunked():
+            return decode_latents(ours, frontend, z_holder["z"])
+
+        cases = [("encode", "official", enc_official), ("encode", "ours", enc_ours)]
+        if not args.no_chunked and seconds > 20:
+            cases.append(("encode", "ours, chunked", enc_ours_chunked))
+        cases += [("decode", "official", dec_official), ("decode", "ours", dec_ours)]
+        if not args.no_chunked and seconds > 20:
+            cases.append(("decode", "ours, chunked", dec_ours_chunked))
+        results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+        outputs: dict[tuple[str, str], torch.Tensor] = {}
+        for rep in range(args.repeats):
+            for task, who, fn in cases:
+                if task == "decode" and "z" not in z_holder:
+                    z_holder["z"] = outputs[("encode", "ours")]
+                out, wall, cpu, mem = measure(fn)
+                outputs[(task, who)] = torch.as_tensor(out).float()
+                results.setdefault((task, who), []).append((wall, cpu, mem))
+                print(f"  {seconds:5.1f} s  {task}  {who:14s} repeat {rep}: wall {wall:7.2f} s, "
+                      f"cpu {cpu:7.2f} s, peak +{mem:7.0f} MiB", flush=True)
+        # identical outputs
+        z_off = outputs[("encode", "official")] * OFFICIAL_SCALE
+        z_ours = outputs[("encode", "ours")]
+        enc_err = float((z_off - z_ours).abs().max())
+        dec_err = float((outputs[("decode", "official")] - outputs[("decode", "ours")])
+                        .abs().max())
+        assert z_ours.shape == (1, config.latent_dim, k), z_ours.shape
+        assert enc_err < 1e-4, f"encoder outputs differ by {enc_err}"
+        assert dec_err < 1e-4, f"decoded audio differs by {dec_err}"
+        for task in ("encode", "decode"):
+            off = results[(task, "official")]
+            for who in [w for t, w, _ in cases if t == task and w != "official"]:
+                mine = results[(task, who)]
+                rows.append((seconds, task, who, min(r[0] for r in off), min(r[0] for r in mine),
+                             min(r[1] for r in off), min(r[1] for r in mine),
+                             max(r[2] for r in off), max(r[2] for r in mine)))
+        print(f"  {seconds:5.1f} s: latents {tuple(z_ours.shape)}, max |diff| latents "
+              f"{enc_err:.2e}, audio {dec_err:.2e}")
+
+    print("\nmin over repeats; ratio = official / ours (higher is better for ours)")
+    print(f"{'audio':>6} {'task':6} {'ours':14} {'wall off':>9} {'wall ours':>9} {'ratio':>6} "
+          f"{'cpu off':>8} {'cpu ours':>8} {'ratio':>6} {'MiB off':>8} {'MiB ours':>8}")
+    for s, task, who, w_off, w_ours, c_off, c_ours, m_off, m_ours in rows:
+        print(f"{s:5.0f}s {task:6} {who:14} {w_off:9.2f} {w_ours:9.2f} {w_off / w_ours:6.2f} "
+              f"{c_off:8.2f} {c_ours:8.2f} {c_off / c_ours:6.2f} {m_off:8.0f} {m_ours:8.0f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
