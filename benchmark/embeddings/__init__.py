@@ -14,9 +14,9 @@ clap      LAION-CLAP HTSAT (not implemented: raises a clear error)    48 kHz  51
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from benchmark.lazy import resolve
 from benchmark.embeddings.base import EmbeddingBackbone, EmbeddingCache, EmbeddingError
 
 BACKBONES: dict[str, str] = {
@@ -32,18 +32,10 @@ def available_backbones() -> list[str]:
 
 def create_backbone(name: str, **kwargs: Any) -> EmbeddingBackbone:
     """Build the backbone registered as ``name`` (or given as ``"module:Class"``)."""
-    target = BACKBONES.get(name, name)
-    if ":" not in target:
-        raise EmbeddingError(f"unknown FAD backbone {name!r}; known: {', '.join(available_backbones())}; "
-                             "or give an import path 'package.module:Class'")
-    module, attr = target.split(":", 1)
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise EmbeddingError(f"FAD backbone {name!r}: cannot import {target!r} ({exc})") from exc
+    cls = resolve(BACKBONES, name, "FAD backbone", EmbeddingError)
     backbone = cls(**kwargs)
     if not isinstance(backbone, EmbeddingBackbone):
-        raise EmbeddingError(f"{target!r} is not an EmbeddingBackbone (got {type(backbone)!r})")
+        raise EmbeddingError(f"{name!r} is not an EmbeddingBackbone (got {type(backbone)!r})")
     return backbone
 
 

@@ -7,8 +7,8 @@ Two kinds (see ``benchmark.metrics.base``):
 
 from __future__ import annotations
 
-import importlib
 
+from benchmark.lazy import resolve
 from benchmark.metrics.base import (
     ItemMetric,
     MetricCard,
@@ -32,12 +32,7 @@ def available_metrics() -> list[str]:
 
 def create_metric(name: str, **kwargs) -> ItemMetric | SetMetric:
     """Build the metric registered as ``name`` (or given as ``"module:Class"``)."""
-    target = METRICS.get(name, name)
-    if ":" not in target:
-        raise MetricError(f"unknown metric {name!r}; known: {', '.join(available_metrics())}")
-    module, attr = target.split(":", 1)
-    return getattr(importlib.import_module(module), attr)(**kwargs)
-
+    return resolve(METRICS, name, "metric", MetricError)(**kwargs)
 
 __all__ = [
     "METRICS",
