@@ -49,8 +49,8 @@ class EDMSettings:
 
     p_mean: float = -1.2
     p_std: float = 1.2
-    val_steps: int = 4
-    val_sampler: str = "heun"
+    val_steps: int = 8
+    val_sampler: str = "euler"
 
     def __post_init__(self) -> None:
         if self.p_std <= 0:
@@ -190,7 +190,7 @@ class DiffusionAECodec(AutoencoderCodec):
     """The diffusion-decoder autoencoder as a codec (stochastic: the initial noise is seeded).
 
     Options: ``checkpoint`` or ``preset`` (+ ``model`` overrides; random init, flagged),
-    ``steps`` (sampler steps, default 8), ``sampler`` (``heun`` default, or ``euler``),
+    ``steps`` (sampler steps, default 8), ``sampler`` (``euler`` default, or ``heun``),
     ``seed`` (decoding noise; same seed -> same audio), ``device``, ``chunk_seconds``.
     ``info.decode_steps`` is the number of network evaluations (Heun: ``2 steps - 1``).
     """
@@ -200,7 +200,7 @@ class DiffusionAECodec(AutoencoderCodec):
     description_prefix = "diffusion-decoder autoencoder (Music2Latent network, EDM denoiser)"
 
     def __init__(self, checkpoint: str | None = None, preset: str = "paper",
-                 model: Mapping[str, Any] | None = None, steps: int = 8, sampler: str = "heun",
+                 model: Mapping[str, Any] | None = None, steps: int = 8, sampler: str = "euler",
                  seed: int = 0, device: str = "cpu", **options: Any) -> None:
         if sampler not in SAMPLERS:
             raise CodecError(f"{self.name}: unknown sampler {sampler!r}; known: "

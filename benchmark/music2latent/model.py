@@ -218,9 +218,11 @@ class ConsistencyUNet(nn.Module):
             sigma = sigma[:1]  # one level for the batch: [1, ...] embeddings broadcast
         emb = self.noise_embedding(sigma)
         cond = self.cond_mlp(emb)
+        inplace = not torch.is_grad_enabled()
         x = self.stem(x)
         if self.scale_in is not None:
-            x = x * (1.0 + self.scale_in(emb))[:, None, :, None]
+            scale = (1.0 + self.scale_in(emb))[:, None, :, None]
+            x = x.mul_(scale) if inplace else x * scale
         skips: list[torch.Tensor] = []
         for lvl in range(c.levels):
             for cross, block in zip(self.down_cross[lvl], self.down_blocks[lvl]):
@@ -242,9 +244,10 @@ class ConsistencyUNet(nn.Module):
                 x = self.ups[lvl - 1](x)
         if self.head_cross is not None:
             x = _merge(self.head_cross, pyramid[0], INV_SQRT2, x)
-        x = torch.nn.functional.silu(self.head_norm(x), inplace=not torch.is_grad_enabled())
+        x = torch.nn.functional.silu(self.head_norm(x), inplace=inplace)
         if self.scale_out is not None:
-            x = x * (1.0 + self.scale_out(emb))[:, None, :, None]
+            scale = (1.0 + self.scale_out(emb))[:, None, :, None]
+            x = x.mul_(scale) if inplace else x * scale
         return self.head_conv(x)
 
 

@@ -18,6 +18,3 @@ from benchmark.training.trainer import Trainer, TrainResult
 
 __all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "TRAIN_PRESETS", "register_train_presets",
            "resolve_train_config", "TASKS", "TrainingTask", "Batch", "register_task"]
-
-# Registers the baseline autoencoders' tasks and presets (spectral_ae, vae, diffusion_ae).
-from benchmark.training import baseline_tasks as _baseline_tasks  # noqa: E402,F401

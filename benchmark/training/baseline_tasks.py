@@ -1,6 +1,7 @@
 """Training tasks of the baseline autoencoders, and their budget: the same as Music2Latent's.
 
-Registers three trainable codecs with the generic trainer (:mod:`benchmark.training.tasks`):
+Three trainable codecs for the generic trainer (listed in :data:`benchmark.training.tasks.TASKS`,
+which imports this module, and with it registers their presets, on first use):
 
 =============  ============================================  ===============================
 codec          model (``baselines/``)                         loss
@@ -40,7 +41,7 @@ from baselines._autoencoder import (RegressionLossConfig, autoencoder_config_dic
 from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.training.config import TRAIN_PRESETS, TrainConfig, register_train_presets
-from benchmark.training.tasks import Batch, example_generators, register_task
+from benchmark.training.tasks import Batch, example_generators
 from benchmark.training.validation import reconstruction_metrics
 
 __all__ = ["BASELINE_CODECS", "AutoencoderTask", "SpectralAETask", "VAETask", "DiffusionAETask",
@@ -205,9 +206,12 @@ def shared_budget(preset: str, reference: str = "music2latent") -> dict[str, Any
 
 
 def register() -> None:
-    """Register the three tasks and their presets (one per Music2Latent preset)."""
-    for codec, builder in _BUILDERS.items():
-        register_task(codec, builder)
+    """Register the training presets of the three baselines, one per Music2Latent preset.
+
+    (Their task builders are listed by import path in ``benchmark.training.tasks.TASKS``,
+    which imports this module on first use, so these presets exist whenever a baseline is
+    trained.)"""
+    for codec in _BUILDERS:
         register_train_presets(codec, {
             preset: {**shared_budget(preset), "codec": codec, "loss": {}}
             for preset in TRAIN_PRESETS["music2latent"]})

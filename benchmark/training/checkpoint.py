@@ -21,7 +21,8 @@ A checkpoint is a ``torch.save``-d dict with the keys
 =============  =====================================================================
 
 Files are written to a temporary name in the same folder and moved into place with
-``os.replace``, so a crash never leaves a truncated checkpoint.
+``os.replace``, so a crash never leaves a truncated checkpoint. Checkpoints hold only tensors,
+numbers, strings and containers, so they load with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint {path} not found; train first (python -m benchmark "
                                 "train ...) or point to an existing .pt file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise RuntimeError(f"checkpoint {path} cannot be read ({exc}); it is corrupt or not a "
                            "torch file - delete it and train again") from exc
@@ -79,8 +80,15 @@ def inference_weights(ckpt: dict[str, Any], use_ema: bool = True) -> dict[str, t
 
 
 def capture_rng() -> dict[str, Any]:
-    """RNG states of this process: python, numpy (global), torch CPU and every CUDA device."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """RNG states of this process: python, numpy (global), torch CPU and every CUDA device.
+
+    Stored as tensors, ints and tuples only, so that checkpoints load with
+    ``torch.load(..., weights_only=True)``.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -89,9 +97,12 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng` (CUDA states only if the device count matches)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"].cpu() if torch.is_tensor(state["torch"]) else state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])

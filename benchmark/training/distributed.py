@@ -71,7 +71,6 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
 def init_distributed(device: str | torch.device | None = None, timeout_s: int = 1800) -> DistContext:
     """Join the process group described by the torchrun environment, if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
     if world_size <= 1:

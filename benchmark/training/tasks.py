@@ -101,12 +101,27 @@ class TrainingTask(Protocol):
 
 TASKS: dict[str, str | Callable[..., TrainingTask]] = {
     "music2latent": "benchmark.training.music2latent_task:build_task",
+    # baseline autoencoders (their module also registers their training presets on import)
+    "spectral_ae": "benchmark.training.baseline_tasks:build_spectral_ae_task",
+    "vae": "benchmark.training.baseline_tasks:build_vae_task",
+    "diffusion_ae": "benchmark.training.baseline_tasks:build_diffusion_ae_task",
 }
 
 
 def register_task(name: str, target: str | Callable[..., TrainingTask]) -> None:
     """Register a task builder: ``"module:function"`` path or a callable."""
     TASKS[name] = target
+
+
+def import_task_module(name: str) -> None:
+    """Import the module of task ``name`` (if registered by path), so that it can register
+    its training presets; unknown names and import failures are left to the caller."""
+    target = TASKS.get(name)
+    if isinstance(target, str) and ":" in target:
+        try:
+            importlib.import_module(target.split(":", 1)[0])
+        except ImportError:
+            pass
 
 
 def available_tasks() -> list[str]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -177,7 +175,7 @@ class Trainer:
             "best": dict(self.best),
             "metrics": self.last_metrics,
             "extra": self.extra,
-            "provenance": {"torch": torch.__version__, "git_commit": git_commit(),
+            "provenance": {"torch": str(torch.__version__), "git_commit": git_commit(),
                            "world_size": self.ctx.world_size, "device": str(self.device),
                            "precision": self.precision, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         }
@@ -362,10 +360,6 @@ class Trainer:
                 progress.close()
             if logger is not None:
                 logger.close()
-        if self.step >= cfg.steps and self.ctx.is_main:
-            _write_json(self.out_dir / "done.json", {
-                "run": self.run_id, "step": self.step, "best": self.best, "metrics": self.last_metrics,
-                "initial_metrics": initial, "elapsed_s": round(self.elapsed, 3)})
         return TrainResult(self.out_dir, self.best_path, self.last_path, self.step, dict(self.best),
                            initial, self.last_metrics, time.time() - start_time,
                            model=self.model, ema_model=self.ema.module)
@@ -373,10 +367,3 @@ class Trainer:
 
 def _fmt_metrics(metrics: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

@@ -82,7 +82,7 @@ def test_encoder_matches(models, wave):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("steps", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_decode_matches_with_the_same_noise(models, wave, steps):
     official, ours = models
     frontend = SpectralFrontend(CONFIG)

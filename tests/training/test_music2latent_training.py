@@ -48,6 +48,12 @@ def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path):
     config = Music2LatentConfig.from_dict(ckpt["config"])
     model = Music2Latent(config)
     model.load_state_dict(inference_weights(ckpt))  # strict: the EMA weights fit the model
+    # the codec loads the checkpoint (weights_only) and round-trips audio through it
+    from benchmark.codecs.registry import create_codec
+    codec = create_codec("music2latent", checkpoint=str(best))
+    audio = torch.from_numpy(sf.read(music / "clip0.wav", dtype="float32")[0][None])
+    decoded = codec.decode(codec.encode(audio))
+    assert decoded.ndim == 2 and torch.isfinite(decoded).all()
     record = json.loads((run_dir / "best.json").read_text())
     assert record["train_steps"] == 4 and record["train_seconds"] > 0
     assert set(record["initial_metrics"]) == {"si_sdr", "lsd"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 import subprocess
 import sys
@@ -98,7 +97,7 @@ def test_train_config_validation_and_overrides():
 # -- training runs --------------------------------------------------------------------------
 def test_training_reduces_loss_and_writes_everything(tones, tmp_path):
     run = prepare_run("toy", "tiny", str(tones), run_dir=tmp_path / "run", steps=30, val_every=10,
-                      save_every=10)
+                      save_every=10, tensorboard=True)
     result = run_training(run)
     assert result.step == 30
     rows = _csv(tmp_path / "run" / "train_log.csv")
@@ -123,6 +122,7 @@ def test_training_reduces_loss_and_writes_everything(tones, tmp_path):
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     assert (tmp_path / "run" / "config.yaml").exists()
     assert (tmp_path / "run" / "best.json").exists() and run.finished()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_resume_is_bitwise_exact(tones, tmp_path):
@@ -191,3 +191,28 @@ def test_ddp_two_processes_match_one_process(tones, tmp_path):
         torch.testing.assert_close(rank0["model"][name], p, rtol=1e-5, atol=1e-6, msg=name)
     ckpt = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert ckpt["provenance"]["world_size"] == 2 and len(ckpt["rng"]) == 2
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from benchmark.training.checkpoint import capture_rng, restore_rng, save_checkpoint
+
+    save_checkpoint({"rng": capture_rng()}, tmp_path / "rng.pt")
+    first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
+
+
+def test_precision_choices_on_cpu(tones, tmp_path):
+    from benchmark.training.trainer import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_precision("fp16", torch.device("cpu"))
+    result = run_training(prepare_run("toy", "tiny", str(tones), run_dir=tmp_path / "bf16", precision="bf16",
+                                      steps=2))
+    assert result.step == 2 and all(torch.isfinite(p).all() for p in result.model.parameters())
