@@ -8,7 +8,8 @@ process, with the paper configuration and the same random weights:
 - one-step decode: official ``EncoderDecoder.decode`` vs our ``decode_latents``, both fed
   the same initial noise (drawn from the global generator after the same seed),
 
-asserts that the outputs agree (latents to 1e-4 on the tanh scale, audio to 1e-4), and
+asserts that the outputs agree (max |difference| below 1e-3 for the tanh-scale latents and
+for the audio: float32 summation-order differences grow with length, about 1e-4 at 10 s), and
 prints wall time, process CPU time and peak RSS increase for each, with official/ours
 ratios. Our runs use the public API with its inference settings (channels-last weights on
 CPU); "ours, chunked" additionally uses the default overlapping chunking for long inputs
@@ -209,8 +210,8 @@ def main() -> None:
         dec_err = float((outputs[("decode", "official")] - outputs[("decode", "ours")])
                         .abs().max())
         assert z_ours.shape == (1, config.latent_dim, k), z_ours.shape
-        assert enc_err < 1e-4, f"encoder outputs differ by {enc_err}"
-        assert dec_err < 1e-4, f"decoded audio differs by {dec_err}"
+        assert enc_err < 1e-3, f"encoder outputs differ by {enc_err}"
+        assert dec_err < 1e-3, f"decoded audio differs by {dec_err}"
         for task in ("encode", "decode"):
             off = results[(task, "official")]
             for who in [w for t, w, _ in cases if t == task and w != "official"]:

@@ -61,10 +61,11 @@ class FreqAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
         h = self.norm(x).permute(0, 3, 2, 1)  # [B, T, F, C]
-        qkv = self.qkv(h).reshape(b, t, f, 3, self.heads, c // self.heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each [B, T, heads, F, head_dim]
+        qkv = self.qkv(h).reshape(b * t, f, 3, self.heads, c // self.heads)
+        # each [B*T, heads, F, head_dim]: 4-D inputs get the fused (flash) CPU kernel
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         h = F.scaled_dot_product_attention(q, k, v)
-        h = h.permute(0, 1, 3, 2, 4).reshape(b, t, f, c)
+        h = h.transpose(1, 2).reshape(b, t, f, c)
         h = self.out(h).permute(0, 3, 2, 1)
         return h.add_(x) if not torch.is_grad_enabled() else x + h
 

@@ -56,7 +56,7 @@ def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path):
     assert decoded.ndim == 2 and torch.isfinite(decoded).all()
     record = json.loads((run_dir / "best.json").read_text())
     assert record["train_steps"] == 4 and record["train_seconds"] > 0
-    assert set(record["initial_metrics"]) == {"si_sdr", "lsd"}
+    assert set(record["initial_metrics"]) == {"si_sdr", "lsd", "ltas"}
     with open(run_dir / "valid_log.csv", newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [0, 2, 4]
     with open(run_dir / "train_log.csv", newline="") as fh:

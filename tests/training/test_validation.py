@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from benchmark.training.validation import log_spectral_distance, lsd_n_fft, reconstruction_metrics
+from benchmark.training.validation import (log_spectral_distance, lsd_n_fft, ltas_distance,
+                                           reconstruction_metrics)
 
 
 def _noise(n=2, length=8000, std=0.1, seed=0):
@@ -34,13 +35,28 @@ def test_reconstruction_metrics_known_snr():
     noise = _noise(n=3, length=16000, seed=5).float() * 0.1  # 20 dB below the signal
     m = reconstruction_metrics(x, x + noise, 16000)
     assert m["si_sdr"] == pytest.approx(20.0, abs=0.3)
-    assert m["lsd"] > 0
+    assert m["lsd"] > 0 and 0 < m["ltas"] < 1.0  # white noise 20 dB down hardly changes the LTAS
     # longer estimate is cut to the reference length; silent references are left out of SI-SDR
     ref = torch.cat([x, torch.zeros(1, 16000)])
     est = torch.cat([x, torch.zeros(1, 16000)])
     m2 = reconstruction_metrics(ref, torch.cat([est, torch.zeros(4, 100)], dim=1), 16000)
     assert m2["si_sdr"] == pytest.approx(150.0) and m2["lsd"] == pytest.approx(0.0, abs=1e-9)
+    assert m2["ltas"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_lsd_fft_size_follows_the_rate():
     assert lsd_n_fft(44100) == 2048 and lsd_n_fft(22050) == 1024 and lsd_n_fft(16000) == 1024
+
+
+def test_ltas_closed_forms_and_what_it_ignores():
+    x = _noise(std=0.5, length=16000)
+    assert torch.allclose(ltas_distance(x, x, 16000, 1024), torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(ltas_distance(x, 0.5 * x, 16000, 1024),
+                               torch.full((2,), 20 * math.log10(2), dtype=torch.float64), atol=1e-4, rtol=0)
+    # same long-term spectrum, different signal: LTAS barely moves while LSD does
+    other = _noise(std=0.5, length=16000, seed=7)
+    assert ltas_distance(x, other, 16000, 1024).max() < 1.0
+    assert log_spectral_distance(x, other, 1024).min() > 5.0
+    # a low-passed estimate loses its top bands
+    lowpassed = torch.fft.irfft(torch.fft.rfft(x) * (torch.arange(8001) < 2000), n=16000)
+    assert ltas_distance(x, lowpassed, 16000, 1024).min() > 10.0
