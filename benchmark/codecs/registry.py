@@ -20,6 +20,10 @@ _REGISTRY: dict[str, str] = {
     # learned codecs
     "music2latent": "benchmark.music2latent.codec:Music2LatentCodec",
     "music2latent_official": "benchmark.music2latent.codec:OfficialMusic2LatentCodec",
+    # baseline autoencoders (same backbone and latent rate, other objectives)
+    "spectral_ae": "baselines.spectral_ae:SpectralAECodec",
+    "vae": "baselines.vae:VAECodec",
+    "diffusion_ae": "baselines.diffusion_ae:DiffusionAECodec",
     # non-learned feature baselines for probing (feature-only)
     "logmel": "baselines.features:LogMelFeatures",
     "mfcc": "baselines.features:MFCCFeatures",

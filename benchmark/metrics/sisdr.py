@@ -36,7 +36,7 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     t, n = float(target @ target), float(noise @ noise)
     if t <= 0.0:  # nothing of the target (incl. an all-zero estimate): worst, not perfect
         return -MAX_DB
-    if n <= _EPS * max(t, 1.0):
+    if n <= _EPS * t:  # relative: a near-silent estimate must not look perfect
         return MAX_DB
     return float(np.clip(10.0 * np.log10(t / n), -MAX_DB, MAX_DB))
 

@@ -213,6 +213,7 @@ def _write_yaml(path: Path, data: Any) -> None:
 def _write_record(run: PreparedRun, result: TrainResult, train_seconds: float) -> None:
     record = {"run": run.run_id, "codec": run.codec, "preset": run.preset,
               "train_steps": result.step, "train_seconds": round(train_seconds, 3),
+              "wall_seconds_last_session": round(result.seconds, 3),
               "best": result.best, "final_metrics": result.final_metrics,
               "data": run.data.description, "checkpoint": str(result.best_path)}
     initial = _initial_metrics(run.run_dir)

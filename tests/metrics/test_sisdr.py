@@ -68,3 +68,10 @@ def test_card():
     card = SISDR().card
     assert (card.name, card.unit, card.higher_is_better) == ("si_sdr", "dB", True)
     assert "zero-mean" in card.convention
+
+
+def test_near_silent_noise_estimate_is_not_perfect():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal(16000)
+    estimate = 1e-13 * rng.standard_normal(16000)  # a decoder that outputs (almost) nothing
+    assert si_sdr(reference, estimate) < -20.0
