@@ -60,6 +60,8 @@ class RunConfig:
     reconstruction_split: split whose items are encoded+decoded for the reconstruction metrics.
     max_items: cap on items per split (None = all), for quick looks.
     batch_items: items encoded per codec call (same-length items are batched).
+    steps_study: quality vs decoding steps of the stochastic codecs, e.g. ``{steps: [1, 2, 4, 8],
+        seeds: [0, 1, 2], metrics: [si_sdr, mel_distance], max_items: 16}``; empty = skipped.
     """
 
     preset: str = "default"
@@ -70,6 +72,7 @@ class RunConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["tagging", "key", "instrument", "pitch"])
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
     representations: list[str] = dataclasses.field(default_factory=lambda: ["latents", "features"])
+    steps_study: dict[str, Any] = dataclasses.field(default_factory=dict)
     reconstruction_split: str = "test"
     max_items: int | None = None
     batch_items: int = 8

@@ -62,6 +62,7 @@ class CodecRun:
     audio_seconds_encoded: float = 0.0
     audio_seconds_decoded: float = 0.0
     train_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -152,7 +153,7 @@ class Pipeline:
         if "device" not in options and _accepts(factory, "device"):
             options["device"] = self.config.device
         codec = create_codec(spec.name, **options)
-        return CodecRun(spec=spec, codec=codec, train_info=train_info)
+        return CodecRun(spec=spec, codec=codec, train_info=train_info, options=options)
 
     # ------------------------------------------------------------------------------------------
     # encode / decode
@@ -515,6 +516,43 @@ class Pipeline:
                                settings={"best": best_run.label, "p_value": test["p_value"],
                                          "method": test.get("method")})
 
+    def run_steps_study(self, runs: list[CodecRun], items: list[Item]) -> None:
+        """Quality vs decoding steps and seed-to-seed variance of the stochastic decoders."""
+        from benchmark.steps_study import steps_study, summarize_steps_study
+
+        study = dict(self.config.steps_study)
+        stochastic = [r for r in runs if r.codec.info.stochastic and r.codec.info.can_decode]
+        if not stochastic:
+            return
+        chosen = items[: study.get("max_items", 16)]
+        specs = [{"name": r.spec.name, "options": r.options, "label": r.label} for r in stochastic]
+        key = cache_key("steps_study", study, [r.codec.identity for r in stochastic],
+                        [self.content_hash(it) for it in chosen])
+        summary = self.cache.load_value("steps_study", key)
+        if summary is None:
+            try:
+                rows = steps_study(specs, chosen, steps=study.get("steps", (1, 2, 4, 8)),
+                                   seeds=study.get("seeds", (0, 1, 2)),
+                                   metrics=study.get("metrics", ("si_sdr", "mel_distance")),
+                                   device=self.config.device, progress=self.progress)
+                summary = summarize_steps_study(rows)
+            except Exception as exc:
+                self.store.add_error("*", "steps_study", "*", "", _describe(exc))
+                return
+            self.cache.save_value("steps_study", key, summary)
+        labels = {r.label: r for r in stochastic}
+        for row in summary:
+            run = labels.get(row["codec"])
+            if run is None:
+                continue
+            self.store.add(codec=run.spec.name, codec_label=run.label, codec_id=run.codec.identity,
+                           weights_id=run.codec.info.weights_id, dataset=self.dataset.name,
+                           dataset_id=self.dataset.identity, split=self.config.reconstruction_split,
+                           stage="steps_study", metric=row["metric"], value=row["mean"], std=row.get("seed_std"),
+                           n=row.get("n_items"), unit=row.get("unit"), higher_is_better=row.get("higher_is_better"),
+                           settings={"steps": row["steps"], "nfe": row.get("nfe"),
+                                     "item_seed_std": row.get("item_seed_std"), "seeds": study.get("seeds", (0, 1, 2))})
+
     # ------------------------------------------------------------------------------------------
     # cost rows
     # ------------------------------------------------------------------------------------------
@@ -624,6 +662,8 @@ class Pipeline:
             self.log(f"[{run.label}] done ({len(self.store.items) - n_before} item values)")
         if cfg.tasks and runs:
             self.probe(runs)
+        if cfg.steps_study and runs:
+            self.run_steps_study(runs, recon_items)
         self.store.write()
         from benchmark.report import build_report
 

@@ -129,6 +129,52 @@ def paired_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.fillna("best")
 
 
+def _steps_rows(results: pd.DataFrame) -> pd.DataFrame:
+    study = results[results["stage"] == "steps_study"]
+    if study.empty:
+        return study
+    steps = study["settings"].map(lambda s: json.loads(s).get("steps") if isinstance(s, str) else None)
+    return study.assign(steps=steps)[steps.notna()]
+
+
+def steps_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Quality vs decoding steps: mean over items and seeds (± std across seeds)."""
+    study = _steps_rows(results)
+    if study.empty:
+        return pd.DataFrame()
+    study = study.assign(cell=study.apply(lambda r: f"{_fmt(r['value'])} ± {_fmt(r['std'])}", axis=1),
+                         column=study["metric"] + " @ " + study["steps"].astype(int).astype(str) + " steps")
+    table = study.drop_duplicates(["codec_label", "column"], keep="last").pivot(
+        index="codec_label", columns="column", values="cell")
+    table.index.name = "codec"
+    return table.fillna("–")
+
+
+def steps_figure(results: pd.DataFrame, out: Path) -> Path | None:
+    study = _steps_rows(results)
+    if study.empty:
+        return None
+    metrics = list(dict.fromkeys(study["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = study[study["metric"] == metric]
+        for label, group in sub.groupby("codec_label", sort=False):
+            group = group.sort_values("steps")
+            ax.errorbar(group["steps"], group["value"], yerr=group["std"].fillna(0), marker="o", capsize=2, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("decoding steps")
+        ax.set_title(f"{metric}{_arrow(sub['higher_is_better'].iloc[0])}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Quality vs decoding steps (mean ± std across seeds)", fontsize=10)
+    fig.tight_layout()
+    png = out / "steps.png"
+    fig.savefig(png, dpi=150)
+    fig.savefig(out / "steps.pdf")
+    plt.close(fig)
+    return png
+
+
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     cost = results[results["stage"] == "cost"]
     if cost.empty:
@@ -255,6 +301,8 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         ("paired", paired_table(results),
          "Gap to the best codec on each task's primary metric (paired bootstrap over the same test items; "
          "* = p < 0.05)."),
+        ("steps", steps_table(results), "Quality vs decoding steps of the stochastic decoders "
+         "(mean over items and seeds ± std across seeds)."),
         ("codecs", cost_table(results), "Codec facts: parameters, compression, speed (x realtime), licences."),
     ):
         if table.empty:
@@ -269,7 +317,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     warnings = setting_warnings(results) if not results.empty else []
     if warnings:
         sections += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
-    for fig in (probe_figure(results, out_dir), item_figure(items, out_dir)):
+    for fig in (probe_figure(results, out_dir), item_figure(items, out_dir), steps_figure(results, out_dir)):
         if fig is not None:
             written.append(fig)
             sections += [f"![{fig.stem}]({fig.name})", ""]

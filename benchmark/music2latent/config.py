@@ -18,9 +18,10 @@ registry :data:`PRESETS`:
     8-d latents at 512 samples per latent frame (31.25 Hz; 64x fewer numbers than the
     waveform, like the paper model); 0.54 M parameters; training crops of 96 STFT frames
     (0.79 s). One training step at batch 8 (encoder + decoder + two UNet passes + backward)
-    is about 21 GFLOP, measured at about 1.5 CPU-seconds on our 2-core machine (so about
-    0.75 s of wall time with both cores free). Its cost is dominated by the full-resolution
-    level (pixels x channels), so ``crop_frames=64`` is the knob for faster steps.
+    is about 20 GFLOP, measured at about 1 CPU-second without the optimiser on our 2-core
+    machine (so about 0.5 s of wall time with both cores free). Its cost is dominated by the
+    full-resolution level (pixels x channels), so ``crop_frames=64`` is the knob for faster
+    steps.
 ``smoke``
     A tiny model for unit tests (seconds on CPU).
 
@@ -195,7 +196,8 @@ class Music2LatentConfig:
 
     @property
     def edge_samples(self) -> int:
-        """``n_fft - hop``: extra samples that k latent frames span beyond ``k * samples_per_latent``."""
+        """``n_fft - hop``: samples that k latent frames span beyond ``k * samples_per_latent``
+        (1536 for the paper config)."""
         return self.n_fft - self.hop
 
     @property

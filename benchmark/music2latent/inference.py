@@ -232,8 +232,8 @@ def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
 def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
                    latents: np.ndarray | torch.Tensor, steps: int = 1, seed: int = 0,
                    chunk_latents: int | str | None = "auto", overlap: int | None = None,
-                   noise_fn: NoiseFn | None = None, sampler: Callable[..., torch.Tensor] | None = None
-                   ) -> torch.Tensor:
+                   noise_fn: NoiseFn | None = None,
+                   sampler: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """Decode latents to audio.
 
     Parameters

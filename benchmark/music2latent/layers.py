@@ -60,13 +60,15 @@ class FreqAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
-        h = self.norm(x).permute(0, 3, 2, 1)  # [B, T, F, C]
-        qkv = self.qkv(h).reshape(b * t, f, 3, self.heads, c // self.heads)
+        d = c // self.heads
+        # tokens = channel vectors; [B, F, T, C] is a free view of channels-last tensors
+        h = self.norm(x).permute(0, 2, 3, 1)
+        qkv = self.qkv(h).reshape(b, f, t, 3, self.heads, d)
         # each [B*T, heads, F, head_dim]: 4-D inputs get the fused (flash) CPU kernel
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        h = F.scaled_dot_product_attention(q, k, v)
-        h = h.transpose(1, 2).reshape(b, t, f, c)
-        h = self.out(h).permute(0, 3, 2, 1)
+        q, k, v = qkv.permute(3, 0, 2, 4, 1, 5).reshape(3, b * t, self.heads, f, d).unbind(0)
+        h = F.scaled_dot_product_attention(q, k, v)  # [B*T, heads, F, d]
+        h = h.reshape(b, t, self.heads, f, d).permute(0, 3, 1, 2, 4).reshape(b, f, t, c)
+        h = self.out(h).permute(0, 3, 1, 2)  # [B, C, F, T]
         return h.add_(x) if not torch.is_grad_enabled() else x + h
 
 
@@ -189,7 +191,10 @@ class Upsample(nn.Module):
         kernels = self._phase_kernels(x)
         pads = (-min(self._off_w), max(o + self._ww - 1 for o in self._off_w),
                 -min(self._off_h), max(o + self._wh - 1 for o in self._off_h))
-        y = F.conv2d(F.pad(x, pads), kernels, self.conv.bias.repeat(sh * sw))
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # zero padding inside the conv: no copy
+            y = F.conv2d(x, kernels, self.conv.bias.repeat(sh * sw), padding=(pads[2], pads[0]))
+        else:
+            y = F.conv2d(F.pad(x, pads), kernels, self.conv.bias.repeat(sh * sw))
         oh = [o + pads[2] for o in self._off_h]
         ow = [o + pads[0] for o in self._off_w]
         if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():
