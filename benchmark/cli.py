@@ -13,6 +13,7 @@ presets                         list run presets
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -153,7 +154,8 @@ def presets_command(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; ``wanted`` is the sub-command about to run (optional ones load lazily)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,32 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=report_command)
     p = sub.add_parser("presets", help="list run presets")
     p.set_defaults(func=presets_command)
-    _add_optional_commands(sub)
+    _add_optional_commands(sub, wanted)
     return parser
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands whose modules pull in heavier stacks, imported lazily when their parser is built."""
-    try:
-        from benchmark.evaluate import add_eval_arguments, eval_command
-    except ImportError:
-        pass
-    else:
-        p = sub.add_parser("eval", help="evaluate a codec on any audio folder, or score paired folders")
-        add_eval_arguments(p)
-        p.set_defaults(func=eval_command)
-    try:
-        from benchmark.training.command import add_train_arguments, train_command
-    except ImportError:
-        pass
-    else:
-        p = sub.add_parser("train", help="train a learned codec")
-        add_train_arguments(p)
-        p.set_defaults(func=train_command)
+# Commands whose modules pull in heavier stacks: (module, add-arguments function, command
+# function, help). They are imported only when invoked, so `run` starts fast.
+OPTIONAL_COMMANDS = {
+    "eval": ("benchmark.evaluate", "add_eval_arguments", "eval_command",
+             "evaluate a codec on any audio folder, or score paired folders"),
+    "train": ("benchmark.training.command", "add_train_arguments", "train_command", "train a learned codec"),
+}
+
+
+def _add_optional_commands(sub, wanted: str | None) -> None:
+    for name, (module_name, add_arguments, command, help_text) in OPTIONAL_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            module = importlib.import_module(module_name)
+            getattr(module, add_arguments)(p)
+            p.set_defaults(func=getattr(module, command))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -665,15 +665,25 @@ class Pipeline:
         if cfg.steps_study and runs:
             self.run_steps_study(runs, recon_items)
         self.store.write()
+        self._write_report()
+        self._status("complete", seconds=time.perf_counter() - t_start)
+        return self.run_dir
+
+    def _write_report(self) -> None:
+        """Build the report unless the same numbers already have one (cached re-runs)."""
+        content = cache_key([{k: v for k, v in r.items() if k != "timestamp"} for r in self.store.rows],
+                            self.store.items, self.store.errors)
+        marker = self.run_dir / "report" / ".results-hash"
+        if marker.exists() and marker.read_text() == content:
+            return
         from benchmark.report import build_report
 
         try:
             build_report([self.run_dir], self.run_dir / "report")
+            marker.write_text(content)
         except Exception as exc:  # the numbers are safe on disk; say what failed
             self.log(f"report failed ({_describe(exc)}); results are in {self.run_dir}/results.csv")
             traceback.print_exc()
-        self._status("complete", seconds=time.perf_counter() - t_start)
-        return self.run_dir
 
     def _status(self, state: str, **extra: Any) -> None:
         path = self.run_dir / "status.json"
