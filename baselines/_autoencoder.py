@@ -42,9 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.codecs.protocol import (Codec, CodecError, CodecInfo, check_audio_batch,
-                                       check_latents)
-from benchmark.music2latent.codec import file_sha256
+from benchmark.codecs.protocol import CodecError, CodecInfo, check_latents
+from benchmark.music2latent.codec import SpectralModelCodec, file_sha256
 from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.inference import (DEFAULT_CHUNK_SECONDS, decode_latents,
@@ -236,7 +235,7 @@ def load_autoencoder_checkpoint(path: str | Path, kind: str
 
 
 # -- codec -----------------------------------------------------------------------------------
-class AutoencoderCodec(Codec):
+class AutoencoderCodec(SpectralModelCodec):
     """Base codec of the baseline autoencoders (see the subclasses for the options).
 
     Subclasses set ``name`` (= the training-task name), ``description_prefix``,
@@ -349,20 +348,4 @@ class AutoencoderCodec(Codec):
         """Pre-bottleneck encoder features ``[batch, feature_dim, K]`` (as Music2Latent's)."""
         return encode_audio(self.model, self.frontend, self._check_audio(audio),
                             chunk_seconds=self.chunk_seconds, features=True)
-
-    def to(self, device: str | torch.device) -> "AutoencoderCodec":
-        self.model.to(device)
-        self.frontend.to(device)
-        prepare_for_inference(self.model)
-        return self
-
-    def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        audio = torch.as_tensor(audio)
-        check_audio_batch(audio, self.info.name)
-        need = self.frontend.samples_for_latents(1)
-        if audio.shape[-1] < need:
-            raise CodecError(f"{self.info.name}: {audio.shape[-1]} samples is too short; need at "
-                             f"least {need} ({need / self.info.sample_rate:.3f} s at "
-                             f"{self.info.sample_rate} Hz) for one latent frame")
-        return audio
 

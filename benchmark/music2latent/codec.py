@@ -88,7 +88,30 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Music2Latent, dict[str, An
     return model.eval(), {"weights": "ema" if use_ema else "model", "step": ckpt.get("step")}
 
 
-class Music2LatentCodec(Codec):
+class SpectralModelCodec(Codec):
+    """Shared plumbing of codecs built on the Music2Latent network (ours and the baselines).
+
+    Subclasses set ``self.model`` (a :class:`Music2Latent`), ``self.frontend`` and ``self.info``.
+    """
+
+    def to(self, device: str | torch.device) -> "SpectralModelCodec":
+        self.model.to(device)
+        self.frontend.to(device)
+        prepare_for_inference(self.model)
+        return self
+
+    def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        audio = torch.as_tensor(audio)
+        check_audio_batch(audio, self.info.name)
+        need = self.frontend.samples_for_latents(1)
+        if audio.shape[-1] < need:
+            raise CodecError(f"{self.info.name}: {audio.shape[-1]} samples is too short; need "
+                             f"at least {need} ({need / self.info.sample_rate:.3f} s at "
+                             f"{self.info.sample_rate} Hz) for one latent frame")
+        return audio
+
+
+class Music2LatentCodec(SpectralModelCodec):
     """Our Music2Latent as a codec.
 
     Parameters
@@ -179,22 +202,6 @@ class Music2LatentCodec(Codec):
         audio = self._check_audio(audio)
         return encode_audio(self.model, self.frontend, audio, chunk_seconds=self.chunk_seconds,
                             features=True)
-
-    def to(self, device: str | torch.device) -> "Music2LatentCodec":
-        self.model.to(device)
-        self.frontend.to(device)
-        prepare_for_inference(self.model)
-        return self
-
-    def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        audio = torch.as_tensor(audio)
-        check_audio_batch(audio, self.info.name)
-        need = self.frontend.samples_for_latents(1)
-        if audio.shape[-1] < need:
-            raise CodecError(f"{self.info.name}: {audio.shape[-1]} samples is too short; need "
-                             f"at least {need} ({need / self.info.sample_rate:.3f} s at "
-                             f"{self.info.sample_rate} Hz) for one latent frame")
-        return audio
 
 
 class OfficialMusic2LatentCodec(Music2LatentCodec):
