@@ -42,7 +42,7 @@ from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.training.config import TRAIN_PRESETS, TrainConfig, register_train_presets
 from benchmark.training.tasks import Batch, example_generators
-from benchmark.training.validation import reconstruction_metrics
+from benchmark.training.validation import validate_in_batches
 
 __all__ = ["BASELINE_CODECS", "AutoencoderTask", "SpectralAETask", "VAETask", "DiffusionAETask",
            "build_spectral_ae_task", "build_vae_task", "build_diffusion_ae_task",
@@ -98,14 +98,10 @@ class AutoencoderTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, audio: torch.Tensor) -> dict[str, float]:
-        estimates = []
-        for start in range(0, audio.shape[0], self.val_batch):
-            chunk = audio[start:start + self.val_batch].to(self.device)
-            gens = [torch.Generator(device=self.device).manual_seed(self.val_seed + start + j)
-                    for j in range(chunk.shape[0])]
-            spec = self.reconstruct(model, self.frontend.wave_to_spec(chunk), gens)
-            estimates.append(self.frontend.spec_to_wave(spec).cpu())
-        return reconstruction_metrics(audio, torch.cat(estimates), self.sample_rate)
+        def reconstruct(chunk, generators):
+            return self.frontend.spec_to_wave(self.reconstruct(model, self.frontend.wave_to_spec(chunk), generators))
+
+        return validate_in_batches(audio, reconstruct, self.val_batch, self.device, self.val_seed, self.sample_rate)
 
     def config_dict(self) -> dict[str, Any]:
         return autoencoder_config_dict(self.name, self.model_config,

@@ -23,7 +23,7 @@ from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent
 from benchmark.training.config import TrainConfig
 from benchmark.training.tasks import Batch, example_generators
-from benchmark.training.validation import reconstruction_metrics
+from benchmark.training.validation import validate_in_batches
 
 __all__ = ["Music2LatentTask", "build_task", "one_step_reconstruction"]
 
@@ -73,13 +73,10 @@ class Music2LatentTask:
         return consistency_loss(self.model, spec, step, self.total_steps, generators, self.schedule)
 
     def validate(self, model: nn.Module, audio: torch.Tensor) -> dict[str, float]:
-        estimates = []
-        for start in range(0, audio.shape[0], self.val_batch):
-            chunk = audio[start:start + self.val_batch].to(self.device)
-            gens = [torch.Generator(device=self.device).manual_seed(self.val_seed + start + j)
-                    for j in range(chunk.shape[0])]
-            estimates.append(one_step_reconstruction(model, self.frontend, chunk, gens).cpu())
-        return reconstruction_metrics(audio, torch.cat(estimates), self.sample_rate)
+        def reconstruct(chunk, generators):
+            return one_step_reconstruction(model, self.frontend, chunk, generators)
+
+        return validate_in_batches(audio, reconstruct, self.val_batch, self.device, self.val_seed, self.sample_rate)
 
     def config_dict(self) -> dict[str, Any]:
         return self.model_config.to_dict()

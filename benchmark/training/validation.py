@@ -114,3 +114,19 @@ def reconstruction_metrics(reference: torch.Tensor, estimate: torch.Tensor, samp
     ltas = ltas_distance(reference, estimate, sample_rate, n_fft)
     return {"si_sdr": float(np.mean(finite)) if finite else float("nan"),
             "lsd": float(lsd.mean()), "ltas": float(ltas.mean())}
+
+
+def validate_in_batches(audio: torch.Tensor, reconstruct, batch: int, device: torch.device | str, seed: int,
+                        sample_rate: int) -> dict[str, float]:
+    """Reconstruct validation ``audio`` ``[n, samples]`` in batches and score it.
+
+    ``reconstruct(chunk, generators) -> waveform`` decodes one batch; example ``j`` of the
+    whole set always gets the generator seeded ``seed + j``, so validation noise does not
+    depend on the batch size.
+    """
+    estimates = []
+    for start in range(0, audio.shape[0], batch):
+        chunk = audio[start:start + batch].to(device)
+        generators = [torch.Generator(device=device).manual_seed(seed + start + j) for j in range(chunk.shape[0])]
+        estimates.append(reconstruct(chunk, generators).cpu())
+    return reconstruction_metrics(audio, torch.cat(estimates), sample_rate)
