@@ -45,7 +45,7 @@ from benchmark.data.dataset import Dataset, Item
 from benchmark.data.registry import load_dataset
 from benchmark.lazy import resolve
 from benchmark.metrics import METRICS, ItemMetric, MetricError, SetMetric
-from benchmark.metrics.align import align_pair
+from benchmark.metrics.align import align_pair, fit_to_reference
 from benchmark.results import ResultsStore
 
 PIPELINE_VERSION = "1"
@@ -289,6 +289,7 @@ class Pipeline:
         if not run.codec.info.can_decode:
             return
         pairs: list[tuple[Item, np.ndarray, np.ndarray, int, str]] = []
+        set_pairs: list[tuple[Item, np.ndarray, np.ndarray, int]] = []  # whole references
         for item in tqdm(items, desc=f"align {run.label}", disable=not self.progress, unit="item"):
             decoded = self.cache.load_arrays("decode", self._decode_key(run, item)) if self._safe_cached(run, item, "decode") else None
             if decoded is None:
@@ -304,11 +305,12 @@ class Pipeline:
                 continue
             note = "; ".join(dict.fromkeys(a[2].nan_reason for a in aligned if a[2].nan_reason))
             pairs.append((item, np.stack([a[0] for a in aligned]), np.stack([a[1] for a in aligned]), native, note))
+            set_pairs.append((item, reference, fit_to_reference(estimate, reference.shape[-1]), native))
         for metric in metrics:
             if isinstance(metric, ItemMetric):
                 self._item_metric(run, metric, pairs)
             else:
-                self._set_metric(run, metric, [p[:4] for p in pairs])
+                self._set_metric(run, metric, set_pairs)
 
     def _item_metric(self, run: CodecRun, metric: ItemMetric, pairs) -> None:
         """Per-item values (mean over channels), cached; uncached ones scored in one batch."""
@@ -361,7 +363,8 @@ class Pipeline:
         if len(pairs) < 2:
             self.store.add_error(run.label, f"metric:{card.name}", "*", "", "fewer than 2 decoded items; set metric skipped")
             return
-        key = cache_key("setmetric", card.name, card.version, self.config.metric_options.get(card.name, {}),
+        key = cache_key("setmetric", card.name, card.version, "whole-reference",
+                        self.config.metric_options.get(card.name, {}),
                         run.codec.identity, sorted(self.content_hash(p[0]) for p in pairs))
         cached = self.cache.load_value("metrics", key)
         if cached is None:

@@ -24,13 +24,25 @@ Usage::
     python scripts/bench_music2latent_speed.py               # 10 s and 60 s, 2 repeats
     python scripts/bench_music2latent_speed.py --seconds 10 --repeats 3
 
+    python scripts/bench_music2latent_speed.py --device cuda --dtype bf16   # on a GPU
+
 Timings on a shared machine are noisy: each figure is the minimum over repeats (official and
 ours interleaved); the load average is printed for context.
+
+On CUDA, times are taken after ``torch.cuda.synchronize()`` (after one untimed warm-up call
+per case, which also absorbs cuDNN autotuning) and the memory column is the peak GPU memory
+allocated during the call. The official package autocasts its CUDA encode/decode to fp16
+(``mixed_precision = True`` in its hparams): ``--dtype fp32`` switches that off and disables
+TF32, so both run true fp32 and outputs are compared; ``--dtype fp16`` runs ours under fp16
+autocast too (the official default); ``--dtype bf16`` runs ours under bf16 autocast (the
+official code stays fp16). In half precision, outputs are only compared loosely (the difference is printed, not
+asserted), since half-precision rounding differs with operation order.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -70,7 +82,8 @@ def import_official() -> types.SimpleNamespace:
     import music2latent.inference as inference
     import music2latent.models as models
     inference.download_model = lambda *a, **k: None  # weights come from our temp file
-    return types.SimpleNamespace(inference=inference, models=models)
+    import music2latent.utils as utils
+    return types.SimpleNamespace(inference=inference, models=models, utils=utils)
 
 
 class PeakRSS:
@@ -105,8 +118,18 @@ class PeakRSS:
         self.peak = max(self.peak, self.rss_mib() - self.base)
 
 
-def measure(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
-    """Run ``fn``; return (result, wall s, process CPU s, peak RSS increase MiB)."""
+def measure(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float, float]:
+    """Run ``fn``; return (result, wall s, process CPU s, peak memory increase MiB): RSS on
+    CPU, allocated GPU memory on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        return out, wall, cpu, (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
     with PeakRSS() as mem:
         w0, c0 = time.perf_counter(), time.process_time()
         out = fn()
@@ -134,27 +157,48 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--no-chunked", action="store_true",
                         help="skip the 'ours, chunked' rows")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="CUDA only for fp16/bf16: ours under torch.autocast(dtype); the "
+                             "official code always autocasts to fp16 on CUDA unless fp32")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        # fp32 means fp32: TF32 tensor-core rounding (PyTorch's default for convolutions)
+        # would make the two implementations differ by ~3e-3 on the latents.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     official_pkg = import_official()
+    if args.dtype != "fp32" and device.type != "cuda":
+        sys.exit("--dtype fp16/bf16 is for CUDA (on CPU both implementations run fp32)")
+    if args.dtype == "fp32":
+        # the official package autocasts to fp16 on CUDA (hparams.mixed_precision = True)
+        for module in (official_pkg.inference, official_pkg.utils):
+            module.mixed_precision = False
     config = PRESETS["paper"]
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, load average "
-          f"{os.getloadavg()[0]:.1f}")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else platform.processor() or platform.machine())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, "
+          f"{args.dtype}, load average {os.getloadavg()[0]:.1f}")
     official_model = randomize_parameters(official_pkg.models.UNet(), seed=0).eval()
     ours = Music2Latent(config)
     ours.load_state_dict(convert_official_state_dict(official_model.state_dict(), config))
-    prepare_for_inference(ours)
+    prepare_for_inference(ours.to(device))
     frontend = SpectralFrontend(config)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "music2latent.pt"
         torch.save({"gen_state_dict": official_model.state_dict()}, path)
         del official_model
         api = official_pkg.inference.EncoderDecoder(load_path_inference=str(path),
-                                                    device="cpu")
+                                                    device=str(device))
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.dtype)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) \
+        if amp_dtype is not None else contextlib.nullcontext
 
     rows = []
     for seconds in args.seconds:
@@ -181,7 +225,8 @@ def main() -> None:
         def dec_ours():
             torch.manual_seed(1)
             return decode_latents(ours, frontend, z_holder["z"], chunk_latents=None,
-                                  noise_fn=lambda step, a, b: torch.randn(noise_shape))
+                                  noise_fn=lambda step, a, b: torch.randn(noise_shape)
+                                  .to(device))
 
         def dec_ours_chunked():
             return decode_latents(ours, frontend, z_holder["z"])
@@ -194,12 +239,17 @@ def main() -> None:
             cases.append(("decode", "ours, chunked", dec_ours_chunked))
         results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         outputs: dict[tuple[str, str], torch.Tensor] = {}
-        for rep in range(args.repeats):
+        warm_up = device.type == "cuda"
+        for rep in range(-1 if warm_up else 0, args.repeats):
             for task, who, fn in cases:
                 if task == "decode" and "z" not in z_holder:
                     z_holder["z"] = outputs[("encode", "ours")]
-                out, wall, cpu, mem = measure(fn)
-                outputs[(task, who)] = torch.as_tensor(out).float()
+                with autocast():
+                    out, wall, cpu, mem = measure(fn, device)
+                if rep < 0:  # untimed warm-up (CUDA context, cuDNN autotuning)
+                    outputs[(task, who)] = torch.as_tensor(out).float().cpu()
+                    continue
+                outputs[(task, who)] = torch.as_tensor(out).float().cpu()
                 results.setdefault((task, who), []).append((wall, cpu, mem))
                 print(f"  {seconds:5.1f} s  {task}  {who:14s} repeat {rep}: wall {wall:7.2f} s, "
                       f"cpu {cpu:7.2f} s, peak +{mem:7.0f} MiB", flush=True)
@@ -210,8 +260,9 @@ def main() -> None:
         dec_err = float((outputs[("decode", "official")] - outputs[("decode", "ours")])
                         .abs().max())
         assert z_ours.shape == (1, config.latent_dim, k), z_ours.shape
-        assert enc_err < 1e-3, f"encoder outputs differ by {enc_err}"
-        assert dec_err < 1e-3, f"decoded audio differs by {dec_err}"
+        if args.dtype == "fp32":
+            assert enc_err < 1e-3, f"encoder outputs differ by {enc_err}"
+            assert dec_err < 1e-3, f"decoded audio differs by {dec_err}"
         for task in ("encode", "decode"):
             off = results[(task, "official")]
             for who in [w for t, w, _ in cases if t == task and w != "official"]:
@@ -222,7 +273,9 @@ def main() -> None:
         print(f"  {seconds:5.1f} s: latents {tuple(z_ours.shape)}, max |diff| latents "
               f"{enc_err:.2e}, audio {dec_err:.2e}")
 
-    print("\nmin over repeats; ratio = official / ours (higher is better for ours)")
+    mem_kind = "GPU memory" if device.type == "cuda" else "RSS"
+    print(f"\nmin over repeats; ratio = official / ours (higher is better for ours); "
+          f"MiB = peak {mem_kind} increase")
     print(f"{'audio':>6} {'task':6} {'ours':14} {'wall off':>9} {'wall ours':>9} {'ratio':>6} "
           f"{'cpu off':>8} {'cpu ours':>8} {'ratio':>6} {'MiB off':>8} {'MiB ours':>8}")
     for s, task, who, w_off, w_ours, c_off, c_ours, m_off, m_ours in rows:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from benchmark.codecs.protocol import Codec, CodecError, CodecInfo
+from benchmark.metrics.base import MetricCard, SetMetric, SetMetricResult
 
 
 class CountingCodec(Codec):
@@ -54,3 +56,31 @@ class InterruptingCodec(CountingCodec):
         if type(self).encode_calls >= type(self).limit:
             raise KeyboardInterrupt
         return super().encode(audio)
+
+
+class CroppingCodec(CountingCodec):
+    """Decoder that drops the last ``crop`` samples (like Music2Latent's frame crop)."""
+
+    def __init__(self, sample_rate: int = 16000, crop: int = 100) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self.crop = crop
+        self.info = CodecInfo(name="cropping", sample_rate=sample_rate, latent_dim=1,
+                              latent_rate_hz=float(sample_rate))
+
+    def decode(self, latents):
+        return super().decode(latents)[:, :-self.crop]
+
+
+class ReferenceLengthMetric(SetMetric):
+    """Set metric recording the lengths it was given (to test what set metrics receive)."""
+
+    card = MetricCard(name="reference_length", unit="samples", higher_is_better=True,
+                      convention="total reference samples", implementation="tests.plugins",
+                      version="1")
+
+    def compute(self, references, estimates, sample_rate, ids=None):
+        assert all(r.shape == e.shape for r, e in zip(references, estimates))
+        tails = [float(np.abs(e[-50:]).max()) for e in estimates]
+        return SetMetricResult(value=float(sum(r.size for r in references)),
+                               settings={"reference_lengths": [int(r.size) for r in references],
+                                         "max_tail": max(tails)})

@@ -141,3 +141,18 @@ def test_dry_run_plan_reports_cache_state(audio_folder, tmp_path):
     pipe.run()
     pipe = Pipeline(cfg, tmp_path / "results", tmp_path / "cache", progress=False, log=lambda m: None)
     assert any("encode 6/6 cached, decode 6/6 cached" in line for line in pipe.plan())
+
+
+def test_set_metrics_see_whole_references_whatever_the_codec_crops(audio_folder, tmp_path):
+    """FAD-like set metrics must compare every codec with the same reference set: references
+    are never trimmed to a codec's shorter output; the estimate is zero-padded instead."""
+    cfg = make_config(audio_folder, ["identity", "tests.plugins:CroppingCodec"])
+    cfg.metrics = ["si_sdr", "tests.plugins:ReferenceLengthMetric"]
+    _, run_dir = run(cfg, tmp_path)
+    rows = [r for r in read(run_dir / "results.csv") if r["metric"] == "reference_length"]
+    by_codec = {r["codec_label"]: r for r in rows}
+    cropping = by_codec.pop("tests.plugins:CroppingCodec")
+    assert set(by_codec) == {"identity"}
+    assert by_codec["identity"]["value"] == cropping["value"]
+    assert '"max_tail": 0.0' in cropping["settings"]  # padded with zeros
+    assert '"max_tail": 0.0' not in by_codec["identity"]["settings"]

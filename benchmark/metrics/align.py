@@ -18,6 +18,10 @@ Policy
 6. A silent reference (RMS below ``silence_dbfs``, default -90 dBFS) makes every item metric
    undefined: ``info.silent`` is set and :attr:`AlignInfo.nan_reason` explains it; the
    pipeline records NaN with that reason instead of a number.
+7. Set metrics (FAD) compare a codec's decoded set with a *reference set* that must be the
+   same for every codec, so for them the reference is never trimmed: the estimate is fitted
+   to the reference length instead (:func:`fit_to_reference`: cut at the end, or zero-padded
+   at the end; codec crops are at most a few tens of milliseconds).
 """
 
 from __future__ import annotations
@@ -140,3 +144,12 @@ def align_pair(reference: np.ndarray, estimate: np.ndarray, item: str = "item",
                      reference_rms_dbfs=float(rms_db), silent=bool(rms_db < silence_dbfs),
                      warnings=warnings)
     return ref, est, info
+
+
+def fit_to_reference(estimate: np.ndarray, samples: int) -> np.ndarray:
+    """``estimate [..., n]`` cut or zero-padded at the end to ``samples`` (policy 7)."""
+    n = estimate.shape[-1]
+    if n >= samples:
+        return estimate[..., :samples]
+    pad = [(0, 0)] * (estimate.ndim - 1) + [(0, samples - n)]
+    return np.pad(estimate, pad)

@@ -79,3 +79,11 @@ def test_info_as_dict_is_flat():
     _, _, info = align_pair(np.full(10, 0.2, np.float32), np.full(8, 0.2, np.float32))
     d = info.as_dict()
     assert isinstance(info, AlignInfo) and isinstance(d["warnings"], str) and d["nan_reason"] == ""
+
+
+def test_fit_to_reference_cuts_or_zero_pads_at_the_end():
+    from benchmark.metrics.align import fit_to_reference
+    x = np.arange(1, 6, dtype=np.float32)
+    np.testing.assert_array_equal(fit_to_reference(x, 3), [1, 2, 3])
+    np.testing.assert_array_equal(fit_to_reference(x, 7), [1, 2, 3, 4, 5, 0, 0])
+    np.testing.assert_array_equal(fit_to_reference(np.stack([x, -x]), 6)[1], [-1, -2, -3, -4, -5, 0])
