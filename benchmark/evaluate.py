@@ -85,10 +85,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="metric option, YAML-typed (repeatable), e.g. --metric-option visqol.mode=speech")
     parser.add_argument("--fad-backbone", default=None,
-                        help="FAD backbone: musicnn (default, offline), vggish (needs --fad-checkpoint) "
+                        help="FAD backbone: musicnn (default, offline), vggish or clap (need --fad-checkpoint) "
                              "or an import path 'pkg.module:Backbone'")
     parser.add_argument("--fad-checkpoint", type=Path, default=None,
-                        help="local checkpoint of the FAD backbone (e.g. vggish-10086976.pth)")
+                        help="local checkpoint of the FAD backbone (vggish-10086976.pth, 630k-audioset-best.pt)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: ./eval-<name>-<time>)")
     parser.add_argument("--chunk-seconds", type=float, default=60.0,
                         help="codec mode: seconds per codec call (bounds codec memory; default 60)")

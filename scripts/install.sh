@@ -33,10 +33,22 @@ fi
 
 # 4. Weight/code packages whose declared dependencies must NOT be followed (they pin numpy<1.17,
 #    TensorFlow 1, old torch): musicnn ships the FAD backbone weights; music2latent is the official
-#    package, used only by the parity test and the converter (CC BY-NC, never imported at run time).
+#    package, used only by the parity test and the converter (CC BY-NC, never imported at run time);
+#    laion_clap (CC0; declares numpy<2, torchvision, transformers, wandb, ...) and torchlibrosa are
+#    the reference of the CLAP parity test only (our CLAP backbone needs neither).
 "$PY" -m pip install -q --no-deps "musicnn==0.1.0"
 if [ "$extras" = "test" ]; then
   "$PY" -m pip install -q --no-deps "music2latent==0.1.8"
+  "$PY" -m pip install -q --no-deps "laion_clap==1.1.7" "torchlibrosa==0.1.0"
+  # laion_clap's wheel also ships a top-level package named `tests` (its own dev scripts), which
+  # would shadow this repository's `tests` package outside the repo root: remove that one.
+  "$PY" - <<'PYEOF'
+import pathlib, shutil, site
+for root in site.getsitepackages():
+    stray = pathlib.Path(root) / "tests"
+    if (stray / "check_ckpt.py").exists() and (stray / "check_tars.py").exists():
+        shutil.rmtree(stray)
+PYEOF
   "$PY" -m pip install -q "huggingface_hub>=0.20"
 fi
 echo "install.sh: done"

@@ -8,7 +8,7 @@ name      network / weights                                           rate    di
 ========  ==========================================================  ======  =====  =======
 musicnn   musicnn MTT_musicnn (weights from the ``musicnn`` wheel)     16 kHz  200    2.99 s
 vggish    VGGish, user-supplied torchvggish checkpoint                16 kHz  128    0.96 s
-clap      LAION-CLAP HTSAT (not implemented: raises a clear error)    48 kHz  512    10 s
+clap      LAION-CLAP HTSAT-tiny/base, user-supplied checkpoint        48 kHz  512    10 s
 ========  ==========================================================  ======  =====  =======
 """
 

@@ -4,9 +4,9 @@ Convention: lower is better, 0 for identical sets; unit: squared embedding dista
 backbone (values are only comparable under identical settings).
 
 Every clip is embedded by the backbone (``benchmark.embeddings``; one embedding per analysis
-patch: 2.99 s for musicnn, 0.96 s for VGGish). All patch embeddings of a set are pooled, a
-Gaussian (mean, unbiased covariance) is fitted to each set, and FAD is the Fréchet distance
-between the two Gaussians (:mod:`benchmark.metrics.frechet`).
+patch: 2.99 s for musicnn, 0.96 s for VGGish, 10 s for CLAP). All patch embeddings of a set are
+pooled, a Gaussian (mean, unbiased covariance) is fitted to each set, and FAD is the Fréchet
+distance between the two Gaussians (:mod:`benchmark.metrics.frechet`).
 
 A FAD value depends on the backbone, the reference set, the number of clips and the clip
 duration: all of them are stored in :attr:`SetMetricResult.settings`, and
@@ -75,7 +75,7 @@ class FAD(SetMetric):
 
     Parameters
     ----------
-    backbone: registry name (``musicnn`` default, ``vggish``, ...) or ``"module:Class"``.
+    backbone: registry name (``musicnn`` default, ``vggish``, ``clap``) or ``"module:Class"``.
     backbone_options: keyword arguments of the backbone (e.g. ``{"checkpoint": path}``).
     reference_name: name of the reference set, stored in the settings (e.g.
         ``"builtin/test"``); a content hash of the reference audio is always stored too.

@@ -1,4 +1,4 @@
-"""Backbone registry, plugin route, CLAP placeholder, embedding cache keys."""
+"""Backbone registry, plugin route, embedding cache keys."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def test_import_path_plugin(tmp_path):
     assert bb.embed(np.ones(16000, np.float32) * 0.1, 16000).shape == (10, 8)  # 1 s at 8 kHz, 0.1 s frames
 
 
-def test_clap_is_an_explicit_not_implemented():
-    with pytest.raises(EmbeddingError, match="not implemented.*musicnn"):
-        create_backbone("clap", checkpoint="630k-audioset-best.pt")
+def test_clap_needs_a_local_checkpoint(tmp_path):
+    with pytest.raises(EmbeddingError, match="checkpoint not found.*huggingface.co/lukewys/laion_clap"):
+        create_backbone("clap", checkpoint=tmp_path / "630k-audioset-best.pt")
 
 
 def test_cache_key_depends_on_backbone_audio_and_rate(tmp_path):

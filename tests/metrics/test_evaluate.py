@@ -185,3 +185,26 @@ def test_fad_with_a_local_vggish_checkpoint(tmp_path):
     settings = json.loads(summary["settings"])
     assert settings["backbone"] == "vggish" and settings["reference_set"] == str(ref)
     assert settings["n_reference_embeddings"] == 6 and float(summary["mean"]) > 0
+
+
+def test_fad_with_a_local_clap_checkpoint(tmp_path):
+    from tests.embeddings.test_clap import random_encoder_state
+
+    ckpt = tmp_path / "630k-audioset-best.pt"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in random_encoder_state().items()}}, ckpt)
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir()
+    dec.mkdir()
+    for i in range(2):
+        x = mixture(16000, 2.0, seed=i)
+        sf.write(ref / f"t{i}.wav", x, 16000)
+        sf.write(dec / f"t{i}.wav", 0.5 * x, 16000)
+    out = tmp_path / "out"
+    rc = main(["eval", "--reference", str(ref), "--decoded", str(dec), "--metrics", "fad", "--fad-backbone",
+               "clap", "--fad-checkpoint", str(ckpt), "--metric-option", f"fad.cache={tmp_path / 'cache'}",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = _read(out / "summary.csv")[0]
+    settings = json.loads(summary["settings"])
+    assert settings["backbone"] == "clap" and settings["backbone_patch_seconds"] == 10.0
+    assert settings["n_reference_embeddings"] == 2 and float(summary["mean"]) > 0  # one padded window per 2 s clip
