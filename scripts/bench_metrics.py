@@ -9,6 +9,12 @@ each) and is divided by the number of workers for the per-core value. One-off co
 compilation, weight conversion, pool start-up) are excluded by a warm-up run. Target: ViSQOL
 >= 10x real time per core.
 
+ViSQOL is timed twice in this process, with visqol-python's own kernels (``accelerate=False``)
+and with the bit-identical vectorised kernels of ``benchmark.metrics.visqol_accel``
+(``accelerate=True``, the default); the script prints the speed-up and the largest score
+difference between the two (expected: exactly 0; libsvm runs on one OpenMP thread here, as with
+more threads its MOS varies by ~1e-15 from call to call).
+
 Two per-core figures are printed: from wall-clock time (what you get on this machine now) and
 from the CPU time of the process (``time.process_time``; independent of other load on a
 shared machine, so comparable across runs). The pool row has no CPU-time figure.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # before numba is imported (single-core figures)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # likewise for OpenMP (libsvm in ViSQOL's SVR)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -103,13 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     if "visqol" not in skip:
         from benchmark.metrics.visqol import ViSQOL
 
-        single = ViSQOL(workers=1)
-        single(*pairs[0], SR)  # numba JIT / cache load
-        rows.append(("visqol", "audio mode 48 kHz, numba, in-process", _timed(lambda: single.batch(pairs, SR)), 1))
+        scores = {}
+        for accelerate, label in ((False, "visqol-python kernels"), (True, "visqol_accel kernels")):
+            single = ViSQOL(workers=1, accelerate=accelerate)
+            single(*pairs[0], SR)  # numba JIT / cache load
+
+            def run(single=single, accelerate=accelerate):
+                scores[accelerate] = single.batch(pairs, SR)
+
+            rows.append(("visqol", f"audio 48 kHz, in-process, {label}", _timed(run), 1))
+        visqol_ratio = (rows[-2][2][0] / rows[-1][2][0], rows[-2][2][1] / rows[-1][2][1])
+        visqol_diff = max(abs(a - b) for a, b in zip(scores[False], scores[True]))
         with ViSQOL(workers=args.workers) as pooled:
             pooled.batch(pairs[: args.workers], SR)  # start and warm the workers
             t = _timed(lambda: pooled.batch(pairs, SR))
-        rows.append(("visqol", f"audio mode 48 kHz, numba, {args.workers} worker processes", (t[0], float("nan")),
+        rows.append(("visqol", f"audio 48 kHz, {args.workers} worker processes, visqol_accel", (t[0], float("nan")),
                      args.workers))
 
     print(f"# {args.clips} clips x {args.seconds:g} s at {SR} Hz = {audio_s:g} s of audio; "
@@ -125,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         out.append({"metric": metric, "setting": setting, "wall_seconds": wall, "cpu_seconds": cpu,
                     "cores": cores, "audio_seconds_per_second": speed, "per_core_wall": speed / cores,
                     "per_core_cpu": cpu_speed})
+    summary: dict = {}
+    if "visqol" not in skip:
+        print(f"visqol speed-up from visqol_accel: {visqol_ratio[0]:.2f}x (wall), {visqol_ratio[1]:.2f}x (CPU); "
+              f"max |score difference| over {len(pairs)} clips: {visqol_diff:.3g}")
+        summary = {"visqol_accel_speedup_wall": visqol_ratio[0], "visqol_accel_speedup_cpu": visqol_ratio[1],
+                   "visqol_accel_max_score_difference": visqol_diff}
     if args.json:
-        args.json.write_text(json.dumps({"audio_seconds": audio_s, "rows": out,
+        args.json.write_text(json.dumps({"audio_seconds": audio_s, "rows": out, **summary,
                                          "load_average": os.getloadavg()[0]}, indent=2))
     return 0
 

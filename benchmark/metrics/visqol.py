@@ -9,11 +9,31 @@ Convention: MOS-LQO on the 1-5 scale, higher is better.
   (``use_lattice_model=False``: the TFLite lattice mapper of the C++ default is not used, so
   speech scores are not comparable with C++ ViSQOL's defaults).
 
-Signals are float64 mono ``[samples]`` of equal length (align them first). A silent reference
-returns NaN. numba acceleration is used automatically when installed (identical scores,
-~8x faster); ``batch()`` scores pairs in a pool of worker processes (``workers``, default 2,
-each pinned to one numba thread). The metric card records mode, rate, package version and
-whether numba was active.
+Signals are mono ``[samples]`` of equal length (align them first), converted to float32 (the
+front end's sample format), resampled, then passed to ViSQOL as float64. A silent reference
+returns NaN. ``batch()`` scores pairs in a pool of worker processes (``workers``, default 2, each
+pinned to one numba thread and one OpenMP thread). The OpenMP pin also makes the workers' scores
+bit-reproducible: libsvm, which maps the features to MOS in audio mode, sums in an OpenMP
+reduction whose order follows thread timing, so in a process with several OpenMP threads the same
+pair can score differently in the 15th digit from call to call (set ``OMP_NUM_THREADS=1`` before
+the first measurement to avoid it in-process).
+
+Speed. visqol-python's own numba kernels are used when numba is installed (its ``[accel]``
+extra). With ``accelerate=True`` (default; needs numba) the two kernels where nearly all the time
+goes, the gammatone filterbank and the NSIM patch-matching search, are replaced for the duration
+of each measurement by the vectorised kernels of :mod:`benchmark.metrics.visqol_accel`. They do
+the same floating-point operations in the same order, so every score is **bit-identical** to
+visqol-python's (checked against an unpatched process in ``tests/metrics/test_visqol_accel.py``);
+only the speed changes: about 3x (one core, CPU time, 44.1 kHz music-like clips, AMD EPYC with
+AVX-512: 8.8x -> 23x real time for 3 s clips, 7.7x -> 23x for 10 s, 5.6x -> 18x for 30 s; the
+patch search grows with the square of the length). Run
+``python scripts/bench_metrics.py --skip si_sdr,mel_distance,mrstft_distance,fad`` for both
+figures on your machine. The patch is scoped to the ``with`` block around each measurement (see
+:func:`benchmark.metrics.visqol_accel.accelerated`); ``accelerate=False`` runs visqol-python
+untouched. The kernels' first use compiles them (~4 s, then cached by numba on disk).
+
+The metric card records mode, rate, package version, whether numba was active and whether the
+accelerated kernels were used.
 """
 
 from __future__ import annotations
@@ -34,6 +54,7 @@ from benchmark.metrics.base import ItemMetric, MetricCard, MetricError
 MODES = {"audio": 48000, "speech": 16000}
 
 _WORKER_API: Any = None
+_WORKER_ACCELERATE = False
 
 
 def _make_api(mode: str, search_window: int):
@@ -49,15 +70,29 @@ def _make_api(mode: str, search_window: int):
     return api
 
 
-def _worker_init(mode: str, search_window: int) -> None:
-    # one numba thread per worker process: parallelism comes from the pool, not from numba
+def _measure(api: Any, ref: np.ndarray, est: np.ndarray, rate: int, accelerate: bool) -> float:
+    """MOS-LQO of float64 ``ref`` / ``est`` at ``rate``, with the accelerated kernels if asked."""
+    if not accelerate:
+        return float(api.measure_from_arrays(ref, est, rate).moslqo)
+    from benchmark.metrics.visqol_accel import accelerated
+
+    with accelerated():
+        return float(api.measure_from_arrays(ref, est, rate).moslqo)
+
+
+def _worker_init(mode: str, search_window: int, accelerate: bool = False) -> None:
+    # one numba thread per worker process: parallelism comes from the pool, not from numba; and
+    # one OpenMP thread for libsvm's SVR, whose OpenMP sum otherwise has a timing-dependent order
+    # (MOS jitter of ~1e-15 between calls)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    global _WORKER_API
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    global _WORKER_API, _WORKER_ACCELERATE
     _WORKER_API = _make_api(mode, search_window)
+    _WORKER_ACCELERATE = accelerate
 
 
 def _worker_score(ref: np.ndarray, est: np.ndarray, rate: int) -> float:
-    return float(_WORKER_API.measure_from_arrays(ref, est, rate).moslqo)
+    return _measure(_WORKER_API, ref, est, rate, _WORKER_ACCELERATE)
 
 
 def visqol_version() -> str:
@@ -75,9 +110,12 @@ class ViSQOL(ItemMetric):
     mode: ``"audio"`` (48 kHz) or ``"speech"`` (16 kHz).
     workers: processes used by :meth:`batch` (1 = score in this process).
     search_window: ViSQOL's alignment search window radius (frames), default 60.
+    accelerate: use the bit-identical vectorised kernels of :mod:`benchmark.metrics.visqol_accel`
+        (ignored without numba, which they need).
     """
 
-    def __init__(self, mode: str = "audio", workers: int = 2, search_window: int = 60) -> None:
+    def __init__(self, mode: str = "audio", workers: int = 2, search_window: int = 60,
+                 accelerate: bool = True) -> None:
         if mode not in MODES:
             raise MetricError(f"ViSQOL mode {mode!r} unknown; choose 'audio' (48 kHz) or 'speech' (16 kHz)")
         self.mode = mode
@@ -87,13 +125,15 @@ class ViSQOL(ItemMetric):
         self._api = None
         self._pool: cf.ProcessPoolExecutor | None = None
         numba = importlib.util.find_spec("numba") is not None
+        self.accelerate = bool(accelerate) and numba
         self.card = MetricCard(
             name="visqol", unit="MOS-LQO", higher_is_better=True,
             convention=(f"ViSQOL v3 {mode} mode at {self.rate} Hz (soxr VHQ resampling), "
                         f"search_window={search_window}"
                         + (", polynomial speech mapping" if mode == "speech" else ", SVR model")
                         + "; NaN for silent reference; identical audio ~4.73 in audio mode"),
-            implementation=f"visqol-python {visqol_version()}" + (" + numba" if numba else ""),
+            implementation=f"visqol-python {visqol_version()}" + (" + numba" if numba else "")
+            + (" + visqol_accel kernels (bit-identical)" if self.accelerate else ""),
             version="1")
 
     # -- single pair ----------------------------------------------------------------------------
@@ -118,7 +158,7 @@ class ViSQOL(ItemMetric):
             return float("nan")
         if self._api is None:
             self._api = _make_api(self.mode, self.search_window)
-        return float(self._api.measure_from_arrays(prepared[0], prepared[1], self.rate).moslqo)
+        return _measure(self._api, prepared[0], prepared[1], self.rate, self.accelerate)
 
     # -- many pairs -----------------------------------------------------------------------------
     def batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
@@ -141,7 +181,7 @@ class ViSQOL(ItemMetric):
             # spawn: workers never inherit torch/OpenMP thread state from the parent
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                                 initializer=_worker_init,
-                                                initargs=(self.mode, self.search_window))
+                                                initargs=(self.mode, self.search_window, self.accelerate))
         return self._pool
 
     def close(self) -> None:
