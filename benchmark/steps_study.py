@@ -8,7 +8,9 @@ of weights), and every item metric is scored against the original, exactly as th
 does (reference at the file's native rate, decoded audio resampled to it, lengths aligned by
 :func:`benchmark.metrics.align.align_pair`, channels scored separately and averaged).
 Deterministic codecs in the list are decoded once and reported with ``steps = None`` as flat
-references.
+references. Single-pass stochastic decoders (no ``steps`` option, e.g. SNAC, whose decoder
+injects seeded noise) are decoded once per seed, with ``steps = None``: they contribute a
+flat reference line and their seed-to-seed variance.
 
 Result rows (one per codec x steps x seed x item x metric)::
 
@@ -25,6 +27,7 @@ deviation across seeds, averaged over items: how different two decodings of one 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 from benchmark.codecs.protocol import Codec
-from benchmark.codecs.registry import create_codec
+from benchmark.codecs.registry import create_codec, resolve_factory
 from benchmark.data.audio import read_audio, resample
 from benchmark.data.dataset import Item
 from benchmark.metrics import ItemMetric, create_metric
@@ -110,9 +113,10 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
 
     Parameters
     ----------
-    codec_specs: codecs (see :class:`StudySpec`); stochastic ones must accept ``steps`` and
-        ``seed`` options (``music2latent``, ``diffusion_ae``); deterministic ones are decoded
-        once, with ``steps = seed = None`` in their rows.
+    codec_specs: codecs (see :class:`StudySpec`); stochastic ones must accept a ``seed``
+        option and, if iterative, a ``steps`` option (``music2latent``, ``diffusion_ae``);
+        stochastic ones without ``steps`` are decoded once per seed (``steps = None``);
+        deterministic ones are decoded once, with ``steps = seed = None`` in their rows.
     items: dataset items (any rate, any channel count).
     steps, seeds: decoding steps and noise seeds to try.
     metrics: item-metric names (``si_sdr``, ``mel_distance``, ``visqol``...) or objects.
@@ -141,12 +145,17 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
         if device is not None:
             options.setdefault("device", device)
         first = create_codec(spec.name, **options)
-        grid = ([(s, seed) for s in steps for seed in seeds] if first.info.stochastic
-                else [(None, None)])
+        if not first.info.stochastic:
+            grid: list[tuple[int | None, int | None]] = [(None, None)]
+        elif _accepts_steps(spec.name):
+            grid = [(s, seed) for s in steps for seed in seeds]
+        else:  # a single-pass stochastic decoder: only the noise seed varies
+            grid = [(None, seed) for seed in seeds]
         latents: dict[tuple[str, str], torch.Tensor] = {}
         for n_steps, seed in grid:
-            codec = (first if n_steps is None
-                     else create_codec(spec.name, **options, steps=n_steps, seed=seed))
+            extra = {} if n_steps is None else {"steps": n_steps}
+            codec = (first if seed is None
+                     else create_codec(spec.name, **options, **extra, seed=seed))
             if log is not None:
                 log(f"[steps study] {spec.label}: steps={n_steps} seed={seed} "
                     f"(nfe={codec.info.decode_steps})")
@@ -168,6 +177,15 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
     if bar is not None:
         bar.close()
     return rows
+
+
+def _accepts_steps(name: str) -> bool:
+    """Whether the codec ``name`` takes a ``steps`` option (an iterative decoder)."""
+    try:
+        params = inspect.signature(resolve_factory(name)).parameters
+    except (TypeError, ValueError):
+        return True  # cannot tell: keep the iterative protocol
+    return "steps" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _decode(codec: Codec, item: Item, cache: dict[tuple[str, str], torch.Tensor]) -> np.ndarray:

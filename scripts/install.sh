@@ -39,6 +39,11 @@ fi
 "$PY" -m pip install -q --no-deps "musicnn==0.1.0"
 if [ "$extras" = "test" ]; then
   "$PY" -m pip install -q --no-deps "music2latent==0.1.8"
+  # The packages behind the external `snac` (MIT) and `encodec` (0.1.1, CC BY-NC 4.0) codecs,
+  # which load released weights from local files. encodec declares torchaudio, which must not be
+  # followed (CUDA builds; the codec imports encodec without it); snac's huggingface-hub is
+  # download-only. einops is what both import.
+  "$PY" -m pip install -q --no-deps "snac==1.2.1" "encodec==0.1.1" "einops>=0.6"
   "$PY" -m pip install -q --no-deps "laion_clap==1.1.7" "torchlibrosa==0.1.0"
   # laion_clap's wheel also ships a top-level package named `tests` (its own dev scripts), which
   # would shadow this repository's `tests` package outside the repo root: remove that one.

@@ -39,6 +39,15 @@ class NoisyCodec(Codec):
         return latents[:, 0] + 0.1 / self.steps * torch.randn(latents[:, 0].shape, generator=g)
 
 
+class SeedOnlyCodec(NoisyCodec):
+    """A single-pass stochastic decoder: seeded noise of std 0.1, no ``steps`` option."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(steps=1, seed=seed)
+        self.info = CodecInfo(name="seed_only", sample_rate=RATE, latent_dim=1,
+                              latent_rate_hz=float(RATE), stochastic=True, weights_id="fixed")
+
+
 @pytest.fixture
 def items(tmp_path):
     out = []
@@ -84,3 +93,14 @@ def test_plot_and_errors(items, tmp_path):
         steps_study(["tests.test_steps_study:NoisyCodec"] * 2, items)
     with pytest.raises(ValueError, match="steps >= 1"):
         steps_study(["tests.test_steps_study:NoisyCodec"], items, steps=(0,))
+
+
+def test_single_pass_stochastic_decoder_varies_the_seed_only(items):
+    rows = steps_study(["tests.test_steps_study:SeedOnlyCodec"], items, steps=(1, 2, 4),
+                       seeds=(0, 1, 2), metrics=["si_sdr"])
+    assert len(rows) == 3 * 3  # seeds x items, no steps axis
+    assert {r["steps"] for r in rows} == {None} and {r["seed"] for r in rows} == {0, 1, 2}
+    (summary,) = summarize_steps_study(rows)
+    assert summary["steps"] is None and summary["n_seeds"] == 3
+    assert summary["mean"] == pytest.approx(10 * math.log10(12.5), abs=0.3)  # noise std 0.1
+    assert 0 < summary["seed_std"] < 0.5

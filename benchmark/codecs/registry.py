@@ -20,6 +20,9 @@ _REGISTRY: dict[str, str] = {
     # learned codecs
     "music2latent": "benchmark.music2latent.codec:Music2LatentCodec",
     "music2latent_official": "benchmark.music2latent.codec:OfficialMusic2LatentCodec",
+    # external codecs: released weights from local files (docs/baselines.md, "External codecs")
+    "snac": "baselines.snac_codec:SNACCodec",
+    "encodec": "baselines.encodec_codec:EnCodecCodec",
     # baseline autoencoders (same backbone and latent rate, other objectives)
     "spectral_ae": "baselines.spectral_ae:SpectralAECodec",
     "vae": "baselines.vae:VAECodec",
