@@ -6,6 +6,7 @@ soxr (VHQ). Every failure raises :class:`AudioError` whose message names the fil
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from pathlib import Path
 
@@ -70,6 +71,59 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
         return audio
     out = soxr.resample(np.ascontiguousarray(audio.T), rate_in, rate_out, quality="VHQ")
     return np.ascontiguousarray(out.T.astype(np.float32))
+
+
+class ResampleFifo:
+    """First-in, first-out buffer of float32 ``[channels, samples]`` audio, resampled on the way in.
+
+    Audio is pushed at ``rate_in`` (Hz) in pieces of any length and popped at ``rate_out`` in
+    pieces of any length. soxr's streaming resampler (VHQ, as :func:`resample`) carries its
+    filter state from one push to the next, so the popped pieces concatenate to exactly (bit for
+    bit) what :func:`resample` returns for the whole signal: there are no edge effects at piece
+    borders. The resampler holds back its filter delay (milliseconds) until the next push, or
+    until ``push(..., last=True)`` flushes it. Equal rates: audio passes through uncopied.
+    """
+
+    def __init__(self, channels: int, rate_in: int, rate_out: int) -> None:
+        self.channels = channels
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._stream = None if rate_in == rate_out else soxr.ResampleStream(
+            rate_in, rate_out, channels, dtype="float32", quality="VHQ")
+        self._pieces: collections.deque[np.ndarray] = collections.deque()
+        self.size = 0          # samples at rate_out ready to pop
+        self.closed = False    # the last piece was pushed
+
+    def push(self, audio: np.ndarray, last: bool = False) -> None:
+        """Append ``audio [channels, samples]`` at ``rate_in``; ``last`` ends the signal."""
+        if self.closed:
+            raise AudioError("ResampleFifo: push after the last piece")
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 2 or audio.shape[0] != self.channels:
+            raise AudioError(f"ResampleFifo: expected [{self.channels}, samples], got shape {audio.shape}")
+        if self._stream is not None:
+            audio = self._stream.resample_chunk(np.ascontiguousarray(audio.T), last=last).T
+        if audio.shape[1]:
+            self._pieces.append(audio)
+            self.size += audio.shape[1]
+        self.closed = last
+
+    def pop(self, samples: int) -> np.ndarray:
+        """Up to ``samples`` samples ``[channels, n]`` at ``rate_out`` from the front (fewer only
+        if fewer are ready)."""
+        need = min(int(samples), self.size)
+        out: list[np.ndarray] = []
+        while need > 0:
+            head = self._pieces[0]
+            if head.shape[1] <= need:
+                out.append(self._pieces.popleft())
+            else:
+                out.append(head[:, :need])
+                self._pieces[0] = head[:, need:]
+            need -= out[-1].shape[1]
+            self.size -= out[-1].shape[1]
+        if not out:
+            return np.zeros((self.channels, 0), np.float32)
+        return np.ascontiguousarray(out[0] if len(out) == 1 else np.concatenate(out, axis=1))
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

@@ -9,7 +9,8 @@ pooled, a Gaussian (mean, unbiased covariance) is fitted to each set, and FAD is
 distance between the two Gaussians (:mod:`benchmark.metrics.frechet`).
 
 A FAD value depends on the backbone, the reference set, the number of clips and the clip
-duration: all of them are stored in :attr:`SetMetricResult.settings`, and
+duration (and, for ``eval``'s segment streaming, the segment length: each segment is embedded
+separately): all of them are stored in :attr:`SetMetricResult.settings`, and
 :func:`check_comparable` / :func:`warn_if_incomparable` flag comparisons across settings.
 
 Per-track contribution (``per_item``): leave-one-out change, ``FAD(all) - FAD(all but i)``,
@@ -36,7 +37,7 @@ from benchmark.metrics.frechet import (
 
 # settings that must be equal for two FAD values to be compared
 COMPARABLE_KEYS = ("backbone", "backbone_id", "reference_set", "reference_hash",
-                   "n_reference_clips", "n_estimate_clips", "clip_seconds")
+                   "n_reference_clips", "n_estimate_clips", "clip_seconds", "segment_seconds")
 
 
 class FADSettingsWarning(UserWarning):
