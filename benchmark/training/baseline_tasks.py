@@ -23,7 +23,8 @@ Model settings use the Music2Latent config (``model_preset`` + ``model`` overrid
 ``--set model.latent_dim=16``); loss settings go to ``loss`` (``--set loss.kl_weight=1e-3``;
 fields of :class:`baselines._autoencoder.RegressionLossConfig` for ``spectral_ae``/``vae``,
 of :class:`baselines.diffusion_ae.EDMSettings` for ``diffusion_ae``). All three select
-``best.pt`` by the log-spectral distance on the validation crops, as Music2Latent does.
+``best.pt`` by the same validation score as Music2Latent (the mel distance on the validation
+crops, :data:`benchmark.training.validation.SELECT_METRIC`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.training.config import TRAIN_PRESETS, TrainConfig, register_train_presets
 from benchmark.training.tasks import Batch, example_generators
-from benchmark.training.validation import validate_in_batches
+from benchmark.training.validation import SELECT_METRIC, validate_in_batches
 
 __all__ = ["BASELINE_CODECS", "AutoencoderTask", "SpectralAETask", "VAETask", "DiffusionAETask",
            "build_spectral_ae_task", "build_vae_task", "build_diffusion_ae_task",
@@ -65,7 +66,7 @@ class AutoencoderTask:
     """
 
     name = "autoencoder"
-    select_metric = "lsd"
+    select_metric = SELECT_METRIC
     higher_is_better = False
 
     def __init__(self, model: nn.Module, model_config: Music2LatentConfig, settings: Any,

@@ -38,6 +38,7 @@ from benchmark.training.data import CropSampler, TrainingData, resolve_training_
 from benchmark.training.distributed import DistContext, init_distributed
 from benchmark.training.tasks import available_tasks, build_task
 from benchmark.training.trainer import Trainer, TrainResult
+from benchmark.training.validation import VALIDATION_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ __all__ = ["add_train_arguments", "train_command", "train", "run_training", "pre
 class PreparedRun:
     """Resolved config, data and run folder of a training run (no model built yet).
 
-    run_id: hash of (codec, training config incl. model overrides, data identity).
+    run_id: hash of (codec, training config incl. model overrides, data identity, validation
+    protocol version).
     """
 
     codec: str
@@ -83,7 +85,8 @@ def prepare_run(codec: str = "music2latent", preset: str = "cpu", dataset: Datas
     merged.update(settings)
     config = resolve_train_config(codec, preset, merged)
     data = resolve_training_data(dataset if dataset is not None else "builtin", config.val_fraction, config.seed)
-    run_id = config.hash(codec, data.identity)
+    # The validation protocol picks best.pt, so a run selected under another one is not reused.
+    run_id = config.hash(codec, data.identity, f"validation-v{VALIDATION_VERSION}")
     if run_dir is None:
         if out_dir is None:
             from benchmark.config import default_cache_dir

@@ -5,8 +5,9 @@ Loss: ``consistency_loss`` on the compressed spectrogram of each crop, with per-
 generators seeded by the sampler (so DDP sharding and gradient accumulation do not change
 the draws). Validation: single-step reconstructions of the fixed validation crops (encode,
 decode the pyramid, one consistency step from ``sigma_max`` noise drawn with a fixed
-per-crop seed, inverse front end), scored by SI-SDR and the log-spectral distance; the LSD
-selects ``best.pt``.
+per-crop seed, inverse front end), scored by
+:func:`~benchmark.training.validation.reconstruction_metrics`; the mel distance
+(``SELECT_METRIC``) selects ``best.pt``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent
 from benchmark.training.config import TrainConfig
 from benchmark.training.tasks import Batch, example_generators
-from benchmark.training.validation import validate_in_batches
+from benchmark.training.validation import SELECT_METRIC, validate_in_batches
 
 __all__ = ["Music2LatentTask", "build_task", "one_step_reconstruction"]
 
@@ -50,7 +51,7 @@ class Music2LatentTask:
     """:class:`~benchmark.training.tasks.TrainingTask` for Music2Latent."""
 
     name = "music2latent"
-    select_metric = "lsd"
+    select_metric = SELECT_METRIC
     higher_is_better = False
 
     def __init__(self, model_config: Music2LatentConfig, total_steps: int, device: torch.device,

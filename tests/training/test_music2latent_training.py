@@ -12,8 +12,9 @@ import soundfile as sf
 import torch
 
 from benchmark.music2latent.config import Music2LatentConfig
+from benchmark.music2latent.consistency import curriculum_delta
 from benchmark.music2latent.model import Music2Latent
-from benchmark.training import train
+from benchmark.training import command, train
 from benchmark.training.checkpoint import inference_weights, load_checkpoint
 from benchmark.training.command import add_train_arguments, prepare_run, train_command
 from benchmark.training.music2latent_task import build_task
@@ -37,7 +38,7 @@ def music(tmp_path):
     return root
 
 
-def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path):
+def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path, monkeypatch):
     best = train("music2latent", "smoke", dataset=str(music), out_dir=tmp_path / "runs", device="cpu",
                  progress=False, tensorboard=False)
     run_dir = best.parent
@@ -56,7 +57,8 @@ def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path):
     assert decoded.ndim == 2 and torch.isfinite(decoded).all()
     record = json.loads((run_dir / "best.json").read_text())
     assert record["train_steps"] == 4 and record["train_seconds"] > 0
-    assert set(record["initial_metrics"]) == {"si_sdr", "lsd", "ltas"}
+    assert set(record["initial_metrics"]) == {"si_sdr", "mel", "lsd", "ltas"}
+    assert record["best"]["metric"] == "mel" and not record["best"]["higher_is_better"]
     with open(run_dir / "valid_log.csv", newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [0, 2, 4]
     with open(run_dir / "train_log.csv", newline="") as fh:
@@ -68,8 +70,11 @@ def test_smoke_training_checkpoint_loads_and_is_cached(music, tmp_path):
     assert train("music2latent", "smoke", dataset=str(music), out_dir=tmp_path / "runs",
                  progress=False, tensorboard=False) == best
     assert time.time() - t0 < 5 and best.stat().st_mtime_ns == stamp
-    # another setting names another run
+    # another setting names another run, and so does another validation protocol (it picks best.pt)
     assert prepare_run("music2latent", "smoke", str(music), tmp_path / "runs", lr=5e-4).run_dir != run_dir
+    assert prepare_run("music2latent", "smoke", str(music), tmp_path / "runs").run_dir == run_dir
+    monkeypatch.setattr(command, "VALIDATION_VERSION", command.VALIDATION_VERSION + 1)
+    assert prepare_run("music2latent", "smoke", str(music), tmp_path / "runs").run_dir != run_dir
 
 
 def test_loss_uses_per_example_noise_seeds(music):
@@ -83,6 +88,18 @@ def test_loss_uses_per_example_noise_seeds(music):
         halves = [task.loss(b, step=1)[0] for b in Batch(audio, seeds).split(2)]
     assert float(full) == pytest.approx(float(sum(halves) / 2), rel=1e-5)
     assert task.crop_samples == 15 * 64 + 256  # 16 smoke frames at hop 64, n_fft 256
+
+
+def test_cpu_preset_cuts_the_discretisation_curriculum():
+    """Short CPU runs follow the paper's exponential curriculum only down to delta 0.03 (see
+    the preset's comment); the paper preset keeps the whole 0.1 -> 0.001 one."""
+    config = resolve_train_config("music2latent", "cpu", {"steps": 300})
+    schedule = build_task(config, torch.device("cpu")).schedule
+    assert (schedule.curriculum, schedule.delta_max, schedule.delta_min) == ("exponential", 0.1, 0.03)
+    assert [curriculum_delta(k, 300, schedule) for k in (0, 150, 300)] == pytest.approx(
+        [0.1, 0.1 * 0.3 ** 0.5, 0.03])
+    paper = resolve_train_config("music2latent", "paper")
+    assert paper.loss == {} and curriculum_delta(800_000, 800_000) == pytest.approx(1e-3)
 
 
 def test_cli_train_and_errors(music, tmp_path, capsys):
