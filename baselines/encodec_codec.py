@@ -158,19 +158,14 @@ class EnCodecCodec(Codec):
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """``[batch, samples]`` -> continuous latents ``[batch, 128, ceil(samples / 320)]``."""
         audio = torch.as_tensor(audio)
-        check_audio_batch(audio, self.info.name)
-        if audio.shape[-1] < 1:
-            raise CodecError(f"{self.info.name}: empty audio")
+        check_audio_batch(audio, self.info.name, allow_empty=False)
         with torch.inference_mode():
             return self.model.encoder(audio.float().to(self.device)[:, None, :])
 
     def codes(self, latents: torch.Tensor) -> torch.Tensor:
         """The discrete codes of ``latents`` at ``bandwidth``: ``[batch, n_q, frames]``
         indices (the layout of the package's ``EncodecModel.encode`` frames)."""
-        check_latents(latents, self.info.name)
-        if latents.shape[1] != self.info.latent_dim:
-            raise CodecError(f"{self.info.name}: latents have {latents.shape[1]} channels, the "
-                             f"model expects {self.info.latent_dim}")
+        check_latents(latents, self.info.name, self.info.latent_dim)
         with torch.inference_mode():
             z = latents.float().to(self.device)
             return self.model.quantizer.encode(z, self.model.frame_rate, self.bandwidth).transpose(0, 1)

@@ -183,9 +183,7 @@ class SNACCodec(Codec):
         """``[batch, samples]`` -> continuous latents ``[batch, latent_dim, frames]``, with
         ``frames = ceil(samples / (hop * frame_multiple)) * frame_multiple``."""
         audio = torch.as_tensor(audio)
-        check_audio_batch(audio, self.info.name)
-        if audio.shape[-1] < 1:
-            raise CodecError(f"{self.info.name}: empty audio")
+        check_audio_batch(audio, self.info.name, allow_empty=False)
         with torch.inference_mode():
             x = self.model.preprocess(audio.float().to(self.device)[:, None, :])
             return self.model.encoder(x)
@@ -208,10 +206,7 @@ class SNACCodec(Codec):
         return torch.cat(out)
 
     def _check_latents(self, latents: torch.Tensor) -> None:
-        check_latents(latents, self.info.name)
-        if latents.shape[1] != self.info.latent_dim:
-            raise CodecError(f"{self.info.name}: latents have {latents.shape[1]} channels, the "
-                             f"model expects {self.info.latent_dim}")
+        check_latents(latents, self.info.name, self.info.latent_dim)
         if latents.shape[2] % self.frame_multiple:
             raise CodecError(f"{self.info.name}: {latents.shape[2]} latent frames is not a "
                              f"multiple of {self.frame_multiple} (coarsest stride x attention "

@@ -290,6 +290,7 @@ class Pipeline:
             return
         pairs: list[tuple[Item, np.ndarray, np.ndarray, int, str]] = []
         set_pairs: list[tuple[Item, np.ndarray, np.ndarray, int]] = []  # whole references
+        need_set_pairs = any(not isinstance(m, ItemMetric) for m in metrics)
         for item in tqdm(items, desc=f"align {run.label}", disable=not self.progress, unit="item"):
             decoded = self.cache.load_arrays("decode", self._decode_key(run, item)) if self._safe_cached(run, item, "decode") else None
             if decoded is None:
@@ -305,7 +306,8 @@ class Pipeline:
                 continue
             note = "; ".join(dict.fromkeys(a[2].nan_reason for a in aligned if a[2].nan_reason))
             pairs.append((item, np.stack([a[0] for a in aligned]), np.stack([a[1] for a in aligned]), native, note))
-            set_pairs.append((item, reference, fit_to_reference(estimate, reference.shape[-1]), native))
+            if need_set_pairs:
+                set_pairs.append((item, reference, fit_to_reference(estimate, reference.shape[-1]), native))
         for metric in metrics:
             if isinstance(metric, ItemMetric):
                 self._item_metric(run, metric, pairs)

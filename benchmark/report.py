@@ -168,11 +168,7 @@ def steps_figure(results: pd.DataFrame, out: Path) -> Path | None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Quality vs decoding steps (mean ± std across seeds)", fontsize=10)
     fig.tight_layout()
-    png = out / "steps.png"
-    fig.savefig(png, dpi=150)
-    fig.savefig(out / "steps.pdf")
-    plt.close(fig)
-    return png
+    return _save_figure(fig, out, "steps")
 
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -260,11 +256,7 @@ def probe_figure(results: pd.DataFrame, out: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"Probe scores ({head} head, 95% CI)", fontsize=10)
     fig.tight_layout()
-    png = out / "probes.png"
-    fig.savefig(png, dpi=150)
-    fig.savefig(out / "probes.pdf")
-    plt.close(fig)
-    return png
+    return _save_figure(fig, out, "probes")
 
 
 def item_figure(items: pd.DataFrame, out: Path, metric: str = "si_sdr") -> Path | None:
@@ -280,9 +272,15 @@ def item_figure(items: pd.DataFrame, out: Path, metric: str = "si_sdr") -> Path 
     ax.set_ylabel(f"{metric} per item")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    png = out / f"{metric}_per_item.png"
+    return _save_figure(fig, out, f"{metric}_per_item")
+
+
+def _save_figure(fig, out: Path, stem: str) -> Path:
+    """Write ``fig`` as ``stem.png`` (150 dpi, for Markdown) and ``stem.pdf`` (for papers), close
+    it and return the PNG path."""
+    png = out / f"{stem}.png"
     fig.savefig(png, dpi=150)
-    fig.savefig(out / f"{metric}_per_item.pdf")
+    fig.savefig(out / f"{stem}.pdf")
     plt.close(fig)
     return png
 

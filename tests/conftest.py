@@ -3,6 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread: small models are fastest that way, and it does not
+    fight other jobs for the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture

@@ -128,18 +128,24 @@ class Codec(abc.ABC):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def check_audio_batch(audio: torch.Tensor, codec: str) -> None:
-    """Raise a CodecError unless ``audio`` is a finite ``[batch, samples]`` float tensor."""
+def check_audio_batch(audio: torch.Tensor, codec: str, allow_empty: bool = True) -> None:
+    """Raise a CodecError unless ``audio`` is a finite ``[batch, samples]`` float tensor (with
+    at least one sample unless ``allow_empty``)."""
     if audio.ndim != 2:
         raise CodecError(f"{codec}: expected audio [batch, samples], got shape {tuple(audio.shape)}")
+    if not allow_empty and audio.shape[-1] < 1:
+        raise CodecError(f"{codec}: empty audio")
     if not torch.isfinite(audio).all():
         raise CodecError(f"{codec}: audio contains NaN or inf samples")
 
 
-def check_latents(latents: torch.Tensor, codec: str) -> None:
-    """Raise a CodecError unless ``latents`` is a finite ``[batch, dim, frames]`` tensor."""
+def check_latents(latents: torch.Tensor, codec: str, dim: int | None = None) -> None:
+    """Raise a CodecError unless ``latents`` is a finite ``[batch, dim, frames]`` tensor (with
+    ``dim`` channels, when given)."""
     if latents.ndim != 3:
         raise CodecError(f"{codec}: expected latents [batch, dim, frames], got {tuple(latents.shape)}")
+    if dim is not None and latents.shape[1] != dim:
+        raise CodecError(f"{codec}: latents have {latents.shape[1]} channels, the model expects {dim}")
     if not torch.isfinite(latents).all():
         raise CodecError(f"{codec}: latents contain NaN or inf values; the encoder diverged or "
                          "the latents file is corrupt - re-encode the item")

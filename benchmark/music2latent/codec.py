@@ -189,10 +189,7 @@ class Music2LatentCodec(SpectralModelCodec):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[batch, latent_dim, K]`` -> ``[batch, K * samples_per_latent + n_fft - hop]``;
         deterministic given ``seed``."""
-        check_latents(latents, self.info.name)
-        if latents.shape[1] != self.info.latent_dim:
-            raise CodecError(f"{self.info.name}: latents have {latents.shape[1]} channels, "
-                             f"the model expects {self.info.latent_dim}")
+        check_latents(latents, self.info.name, self.info.latent_dim)
         chunk = max(4, round(self.chunk_seconds * self.info.latent_rate_hz))
         return decode_latents(self.model, self.frontend, latents.float() * self.latent_scale,
                               steps=self.steps, seed=self.seed, chunk_latents=chunk)

@@ -36,13 +36,7 @@ SNAC_CONFIG = {"sampling_rate": 16000, "encoder_dim": 8, "encoder_rates": [2, 3,
                "noise": True, "depthwise": True}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small convolutions: one thread is fastest and does not fight other jobs for cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small convolutions
 
 
 def signals(sample_rate: int, seconds: float = 0.5) -> torch.Tensor:

@@ -164,26 +164,34 @@ def test_format_table():
     assert "3.142 +- 0.5" in text and "(higher better)" in text
 
 
-def test_fad_with_a_local_vggish_checkpoint(tmp_path):
-    from tests.embeddings.test_vggish import _torchvggish_state
-
-    ckpt = tmp_path / "vggish-10086976.pth"
-    torch.save(_torchvggish_state(), ckpt)
+def _paired_fad(tmp_path, backbone: str, checkpoint, n_files: int) -> tuple[dict, dict]:
+    """``eval`` paired mode, FAD only, on ``n_files`` 2 s clips (decoded = half level): the
+    summary row and its settings."""
     ref, dec = tmp_path / "ref", tmp_path / "dec"
     ref.mkdir()
     dec.mkdir()
-    for i in range(3):
+    for i in range(n_files):
         x = mixture(16000, 2.0, seed=i)
         sf.write(ref / f"t{i}.wav", x, 16000)
         sf.write(dec / f"t{i}.wav", 0.5 * x, 16000)
     out = tmp_path / "out"
     rc = main(["eval", "--reference", str(ref), "--decoded", str(dec), "--metrics", "fad", "--fad-backbone",
-               "vggish", "--fad-checkpoint", str(ckpt), "--metric-option", f"fad.cache={tmp_path / 'cache'}",
+               backbone, "--fad-checkpoint", str(checkpoint), "--metric-option", f"fad.cache={tmp_path / 'cache'}",
                "--out", str(out), "--quiet"])
     assert rc == 0
     summary = _read(out / "summary.csv")[0]
     settings = json.loads(summary["settings"])
-    assert settings["backbone"] == "vggish" and settings["reference_set"] == str(ref)
+    assert settings["reference_set"] == str(ref)
+    return summary, settings
+
+
+def test_fad_with_a_local_vggish_checkpoint(tmp_path):
+    from tests.embeddings.test_vggish import _torchvggish_state
+
+    ckpt = tmp_path / "vggish-10086976.pth"
+    torch.save(_torchvggish_state(), ckpt)
+    summary, settings = _paired_fad(tmp_path, "vggish", ckpt, n_files=3)
+    assert settings["backbone"] == "vggish"
     assert settings["n_reference_embeddings"] == 6 and float(summary["mean"]) > 0
 
 
@@ -192,19 +200,6 @@ def test_fad_with_a_local_clap_checkpoint(tmp_path):
 
     ckpt = tmp_path / "630k-audioset-best.pt"
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in random_encoder_state().items()}}, ckpt)
-    ref, dec = tmp_path / "ref", tmp_path / "dec"
-    ref.mkdir()
-    dec.mkdir()
-    for i in range(2):
-        x = mixture(16000, 2.0, seed=i)
-        sf.write(ref / f"t{i}.wav", x, 16000)
-        sf.write(dec / f"t{i}.wav", 0.5 * x, 16000)
-    out = tmp_path / "out"
-    rc = main(["eval", "--reference", str(ref), "--decoded", str(dec), "--metrics", "fad", "--fad-backbone",
-               "clap", "--fad-checkpoint", str(ckpt), "--metric-option", f"fad.cache={tmp_path / 'cache'}",
-               "--out", str(out), "--quiet"])
-    assert rc == 0
-    summary = _read(out / "summary.csv")[0]
-    settings = json.loads(summary["settings"])
+    summary, settings = _paired_fad(tmp_path, "clap", ckpt, n_files=2)
     assert settings["backbone"] == "clap" and settings["backbone_patch_seconds"] == 10.0
     assert settings["n_reference_embeddings"] == 2 and float(summary["mean"]) > 0  # one padded window per 2 s clip

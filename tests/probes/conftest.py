@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark.data.dataset import Item
 
@@ -39,9 +38,5 @@ def multiclass_data():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Probe heads are tiny: one thread is fastest, and avoids fighting other jobs for cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _probe_heads_on_one_thread(one_torch_thread):
+    """Probe heads are tiny (see ``tests/conftest.py:one_torch_thread``)."""
