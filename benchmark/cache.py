@@ -11,19 +11,16 @@ Layout: ``<root>/artifacts/<stage>/<key[:2]>/<key>.npz`` (arrays) and ``.json`` 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmark.provenance import atomic_write, json_id
 
-def cache_key(*parts: Any) -> str:
-    """SHA-256 hex key of JSON-serialisable ``parts``."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+cache_key = json_id  # a key is the content id of everything the artefact depends on
 
 
 class ArtifactCache:
@@ -57,7 +54,7 @@ class ArtifactCache:
     def save_arrays(self, stage: str, key: str, **arrays: np.ndarray) -> None:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        _atomic_write(self._path(stage, key, ".npz"), buf.getvalue())
+        atomic_write(self._path(stage, key, ".npz"), buf.getvalue())
 
     # -- JSON values ------------------------------------------------------------------------
     def has_value(self, stage: str, key: str) -> bool:
@@ -78,7 +75,7 @@ class ArtifactCache:
         return value
 
     def save_value(self, stage: str, key: str, value: Any) -> None:
-        _atomic_write(self._path(stage, key, ".json"), json.dumps(value, default=_json_default).encode())
+        atomic_write(self._path(stage, key, ".json"), json.dumps(value, default=_json_default).encode())
 
 
 def _json_default(obj: Any) -> Any:
@@ -87,10 +84,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -4,6 +4,7 @@ Commands
 --------
 run all|reconstruction|probes   run the pipeline (preset + overrides), resumable and cached
 codecs                          list registered codecs with their metadata
+models                          list trained models (checkpoints) and their short names
 report RUN_DIR [RUN_DIR ...]    tables (Markdown, LaTeX, CSV) and figures from one or more runs
 eval                            evaluate a codec on any folder, or score paired folders
 train                           train a learned codec (consistency autoencoder, baselines)
@@ -42,7 +43,8 @@ def _add_run(sub) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, help="worker processes for data generation and metrics")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results/)")
-    p.add_argument("--cache", type=Path, default=None, help="cache folder (default: $BENCHMARK_CACHE or ~/.cache/m2l-benchmark)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="cache folder (default: $BENCHMARK_CACHE or ~/.cache/m2l-benchmark)")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
                    help="continue an interrupted run (its saved config) - the latest unfinished one by default")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached, compute nothing")
@@ -51,7 +53,7 @@ def _add_run(sub) -> None:
 
 
 def build_config(args) -> RunConfig:
-    from benchmark.pipeline import find_resumable_run
+    from benchmark.engine.run import find_resumable_run
 
     if args.resume:
         run_dir = find_resumable_run(args.results) if args.resume == "latest" else Path(args.resume)
@@ -92,7 +94,7 @@ def build_config(args) -> RunConfig:
 
 
 def run_command(args) -> int:
-    from benchmark.pipeline import Pipeline
+    from benchmark.engine.run import Pipeline
 
     config = build_config(args)
     cache = args.cache or default_cache_dir()
@@ -109,6 +111,7 @@ def run_command(args) -> int:
     print(f"results: {run_dir}/results.csv   report: {run_dir}/report/report.md")
     if n_err:
         print(f"{n_err} item(s) failed; see {run_dir}/errors.csv")
+    print("\n" + pipeline.timer.table())
     report = run_dir / "report" / "reconstruction.md"
     if report.exists():
         print("\n" + report.read_text())
@@ -133,6 +136,28 @@ def codecs_command(args) -> int:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
+    return 0
+
+
+def models_command(args) -> int:
+    from benchmark.checkpoints import default_checkpoints_dir, list_models
+
+    folder = args.folder or default_checkpoints_dir()
+    models = list_models(folder)
+    if not models:
+        print(f"no trained models in {folder}; train one with "
+              "`python -m benchmark train --codec music2latent --preset smoke`")
+        return 0
+    header = ("name", "codec", "preset", "steps", "train s", "validation (best step)", "trained", "checkpoint")
+    rows = [(m.name, m.codec, m.preset, m.steps if m.steps is not None else "-",
+             f"{m.train_seconds:.0f}" if m.train_seconds is not None else "-",
+             f"{m.metric} {m.value:.4g} ({m.best_step})" if m.value is not None else "-",
+             m.trained_at or "-", m.path) for m in models]
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
+    for row in [header] + rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
+    print("\nuse a name as a checkpoint: eval --codec CODEC --codec-option checkpoint=NAME, or "
+          "options: {checkpoint: NAME} in a run config")
     return 0
 
 
@@ -162,6 +187,10 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     _add_run(sub)
     p = sub.add_parser("codecs", help="list registered codecs and their metadata")
     p.set_defaults(func=codecs_command)
+    p = sub.add_parser("models", help="list trained models (checkpoints) and their short names")
+    p.add_argument("--folder", type=Path, default=None,
+                   help="checkpoints folder (default: <cache>/checkpoints, where `train` writes)")
+    p.set_defaults(func=models_command)
     p = sub.add_parser("report", help="build tables and figures from run folders")
     p.add_argument("runs", nargs="+", help="run folders (results/<run>)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/report)")
@@ -194,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
+    from benchmark.errors import BenchmarkError  # root of ConfigError, DatasetError, CodecError...
+
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except BenchmarkError as exc:  # expected failures: one line that names the fix; bugs keep their traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from benchmark.errors import BenchmarkError
+
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-class ConfigError(ValueError):
+class ConfigError(BenchmarkError, ValueError):
     """Bad preset name, override or config value."""
 
 
@@ -62,6 +64,13 @@ class RunConfig:
     batch_items: items encoded per codec call (same-length items are batched).
     steps_study: quality vs decoding steps of the stochastic codecs, e.g. ``{steps: [1, 2, 4, 8],
         seeds: [0, 1, 2], metrics: [si_sdr, mel_distance], max_items: 16}``; empty = skipped.
+    segment_seconds: items are scored in segments of this length, the item's value being the
+        length-weighted mean (``benchmark.engine.segments``); None = whole items. Same default
+        as ``eval``, so both give the same number for the same file.
+    chunk_seconds, overlap_seconds: codec calls of at most ``chunk_seconds`` (at the codec's
+        rate), overlapping and cross-faded by ``overlap_seconds`` (``benchmark.engine.sources``).
+    failure_policy: ``common`` (codecs are summarised on the items all of them scored) or
+        ``worst`` (a failed item counts as the worst value any codec got on it).
     """
 
     preset: str = "default"
@@ -74,6 +83,10 @@ class RunConfig:
     representations: list[str] = dataclasses.field(default_factory=lambda: ["latents", "features"])
     steps_study: dict[str, Any] = dataclasses.field(default_factory=dict)
     reconstruction_split: str = "test"
+    segment_seconds: float | None = 30.0
+    chunk_seconds: float = 60.0
+    overlap_seconds: float = 1.0
+    failure_policy: str = "common"
     max_items: int | None = None
     batch_items: int = 8
     device: str = "cpu"
@@ -96,7 +109,10 @@ class RunConfig:
         if "codecs" in data:
             data["codecs"] = [CodecSpec(**c) if isinstance(c, dict) else CodecSpec(name=str(c))
                               for c in data["codecs"]]
-        return cls(**data)
+        config = cls(**data)
+        if config.failure_policy not in ("common", "worst"):
+            raise ConfigError(f"failure_policy {config.failure_policy!r}: choose 'common' or 'worst'")
+        return config
 
     def hash(self) -> str:
         """16-hex hash of everything that affects results (not of ``workers``/``device``)."""
@@ -163,9 +179,9 @@ def _list_index(seq: list, part: str, key: str) -> int:
 
 
 def save_config(config: RunConfig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    from benchmark.provenance import atomic_write
+
+    atomic_write(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def default_cache_dir() -> Path:

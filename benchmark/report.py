@@ -8,9 +8,12 @@ Tables (each as ``.md``, ``.tex`` and ``.csv``):
 - ``codecs``: the cost/metadata facts per codec.
 Figures (PNG + PDF): probe scores per task with CI error bars; per-item SI-SDR distribution.
 
-Values computed under different settings are never silently mixed: a FAD column whose
-settings (backbone, reference set, clips, duration) differ between rows gets a warning in the
-report, and every run's provenance (commit, hardware, dataset identity) is listed.
+Values computed under different settings are never silently mixed: for every reconstruction
+metric the report asks the metric (:func:`benchmark.metrics.base.comparability_problems`) whether
+its rows, across codecs and runs, are comparable, and lists each difference under Warnings; a
+value stored with a warning of its own (rank-deficient FAD covariance, clipping, padded samples)
+gets a ``†`` in the table and its text under Warnings. Every run's provenance (commit, hardware,
+dataset identity) is listed.
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmark.errors import BenchmarkError
+from benchmark.metrics.base import ItemMetric, comparability_problems, format_warning, metric_class
+
 PRIMARY_METRICS = ("si_sdr", "visqol", "fad")  # the paper's columns first, others after
-COST_COLUMNS = ("parameters", "compression_ratio", "latent_rate_hz", "decode_steps", "encode_speed",
-                "decode_speed", "train_seconds")
+COST_COLUMNS = ("parameters", "compression_ratio", "kbps", "latent_rate_hz", "latent_floats_per_second",
+                "decode_steps", "encode_speed", "decode_speed", "train_seconds")
+# cost-stage facts shown in the reconstruction table (those present), with their decimals
+RECON_COST_COLUMNS = (("parameters", 0), ("latent_floats_per_second", 0), ("kbps", 2), ("compression_ratio", 1),
+                      ("decode_steps", 0), ("decode_speed", 1))
+# alignment facts (cost stage), summed per codec: metric -> column
+ALIGNMENT_COLUMNS = (("padded_seconds", "padded s"), ("cut_seconds", "cut s"))
+WARNING_MARK = "†"
 
 
-class ReportError(ValueError):
+class ReportError(BenchmarkError, ValueError):
     pass
 
 
@@ -71,7 +83,54 @@ def _arrow(higher_is_better) -> str:
     return " ↑" if str(higher_is_better).lower() in ("true", "1", "1.0") else " ↓"
 
 
+def _settings(row: pd.Series) -> dict:
+    """A row's ``settings`` JSON as a dict (empty when absent or not a JSON object)."""
+    text = row.get("settings")
+    if not isinstance(text, str) or not text.startswith("{"):
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+
+
+def _blank_to_none(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else value
+
+
+def stored_warnings(row: pd.Series) -> list[str]:
+    """The warnings a value was stored with: ``settings["warnings"]`` (a list, or one string),
+    else the older single ``settings["warning"]``."""
+    settings = _settings(row)
+    texts = settings.get("warnings") or settings.get("warning") or []
+    return [str(t) for t in ([texts] if isinstance(texts, str) else texts) if t]
+
+
+def _last_run_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per codec, only the rows of the last run that has it (the run whose values are shown)."""
+    if rows.empty or "run" not in rows:
+        return rows
+    last_run = rows.groupby("codec_label", sort=False)["run"].last()
+    return rows[rows["run"].astype(str).values == rows["codec_label"].map(last_run).astype(str).values]
+
+
+def _counts(recon: pd.DataFrame) -> pd.DataFrame:
+    """Per codec ``n`` and ``n_failed`` of its first item metric (0 failures when none recorded)."""
+    rows = _last_run_rows(recon)
+    if "n_failed" not in rows:
+        rows = rows.assign(n_failed=np.nan)
+    kinds = {m: metric_class(m) for m in rows["metric"].unique()}
+    is_item = rows["metric"].map(lambda m: kinds[m] is not None and issubclass(kinds[m], ItemMetric))
+    # metrics the registry does not know count as item metrics when they record failures
+    is_item |= rows["metric"].map(lambda m: kinds[m] is None) & rows["n_failed"].notna()
+    first = rows[is_item].drop_duplicates("codec_label", keep="first").set_index("codec_label")
+    return pd.DataFrame({"n": first["n"].map(lambda v: _fmt(v, 0)),
+                         "n_failed": first["n_failed"].fillna(0).map(lambda v: _fmt(v, 0))})
+
+
 def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Codec x reconstruction metric (``WARNING_MARK`` on a value stored with a warning), with
+    ``n`` / ``n_failed`` of the first item metric, cost facts and alignment totals."""
     recon = results[results["stage"] == "reconstruction"]
     cost = results[results["stage"] == "cost"]
     if recon.empty and cost.empty:
@@ -79,19 +138,25 @@ def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
     # codecs that decode: those with reconstruction rows (feature-only extractors have none)
     codecs = list(dict.fromkeys(recon["codec_label"])) or list(dict.fromkeys(cost["codec_label"]))
     table = pd.DataFrame(index=pd.Index(codecs, name="codec"))
+    if not recon.empty:
+        table = table.join(_counts(recon))
     order = {m: i for i, m in enumerate(PRIMARY_METRICS)}
     groups = sorted(recon.groupby("metric", sort=False), key=lambda g: order.get(g[0], len(order)))
     for metric, group in groups:
         unit = str(group["unit"].iloc[0])
         header = f"{metric}{f' ({unit})' if len(unit) <= 8 else ''}{_arrow(group['higher_is_better'].iloc[0])}"
         table[header] = group.drop_duplicates("codec_label", keep="last").set_index("codec_label").apply(
-            _with_ci, axis=1)
-    for metric in ("parameters", "compression_ratio", "decode_steps", "decode_speed"):
+            lambda row: _with_ci(row) + (f" {WARNING_MARK}" if stored_warnings(row) else ""), axis=1)
+    for metric, digits in RECON_COST_COLUMNS:
         group = cost[cost["metric"] == metric].drop_duplicates("codec_label", keep="last").set_index("codec_label")
         if not group.empty:
-            unit = group["unit"].iloc[0]
-            table[f"{metric} ({unit})"] = group["value"].map(
-                lambda v: _fmt(v, 0 if metric in ("parameters", "decode_steps") else 1))
+            unit = _blank_to_none(group["unit"].iloc[0])
+            header = metric if unit in (None, metric) else f"{metric} ({unit})"
+            table[header] = group["value"].map(lambda v, d=digits: _fmt(v, d))
+    for metric, header in ALIGNMENT_COLUMNS:
+        rows = _last_run_rows(cost[cost["metric"] == metric])
+        if not rows.empty:
+            table[header] = rows.groupby("codec_label", sort=False)["value"].sum().map(lambda v: _fmt(v, 3))
     return table.fillna("–")
 
 
@@ -178,10 +243,10 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     table = cost.drop_duplicates(["codec_label", "metric"], keep="last").pivot(
         index="codec_label", columns="metric", values="value")
     table = table[[c for c in COST_COLUMNS if c in table.columns]]
-    lic = cost.drop_duplicates("codec_label", keep="last").set_index("codec_label")["settings"].map(
-        lambda s: json.loads(s).get("license", "") if isinstance(s, str) and s.startswith("{") else "")
+    licenses = cost.assign(license=cost.apply(lambda row: _settings(row).get("license", ""), axis=1))
+    licenses = licenses[licenses["license"] != ""].drop_duplicates("codec_label", keep="last")
     table = table.map(lambda v: _fmt(v, 2))
-    table["license"] = lic
+    table["license"] = licenses.set_index("codec_label")["license"].reindex(table.index).fillna("")
     table.index.name = "codec"
     return table
 
@@ -191,7 +256,7 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     def esc(text) -> str:
         text = str(text)
         for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"),
-                     ("↑", "$\\uparrow$"), ("↓", "$\\downarrow$"), ("–", "--")):
+                     ("↑", "$\\uparrow$"), ("↓", "$\\downarrow$"), ("–", "--"), (WARNING_MARK, "$^\\dagger$")):
             text = text.replace(a, b)
         return text
 
@@ -215,20 +280,42 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def _where(row: pd.Series, several_runs: bool) -> str:
+    return f"{row['run']}/{row['codec_label']}" if several_runs else str(row["codec_label"])
+
+
 def setting_warnings(results: pd.DataFrame) -> list[str]:
-    """Warn when a set metric (FAD) was computed under different settings across rows."""
+    """One warning per group of reconstruction values that cannot be compared with the first
+    value of their metric (across codecs and runs), naming the metric, where the values come
+    from and the differing settings; the metric decides what must match
+    (:func:`benchmark.metrics.base.comparability_problems`)."""
+    recon = results[results["stage"] == "reconstruction"]
+    several_runs = recon["run"].nunique() > 1 if "run" in recon else False
     warnings = []
-    recon = results[(results["stage"] == "reconstruction") & results["settings"].notna()]
-    for metric, group in recon.groupby("metric"):
-        settings = {s for s in group["settings"] if isinstance(s, str) and s.startswith("{")}
-        if len(settings) > 1:
-            keys = ("backbone", "reference", "n_clips", "clip_seconds")
-            parsed = [json.loads(s) for s in settings]
-            differ = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1]
-            if differ:
-                warnings.append(f"{metric}: values computed under different settings ({', '.join(differ)}); "
-                                "do not compare them directly")
+    for metric, group in recon.groupby("metric", sort=False):
+        rows = [row for _, row in group.iterrows()]
+        compared = [{**_settings(row), "implementation": _blank_to_none(row.get("implementation")),
+                     "version": _blank_to_none(row.get("metric_version"))} for row in rows]
+        differing: dict[str, list[str]] = {}
+        for row, settings in zip(rows[1:], compared[1:]):
+            problems = comparability_problems(metric, compared[0], settings)
+            if problems:
+                differing.setdefault("; ".join(problems), []).append(_where(row, several_runs))
+        for problems, where in differing.items():
+            warnings.append(f"{metric}: {', '.join(where)} computed under different settings from "
+                            f"{_where(rows[0], several_runs)} ({problems}); do not compare them directly")
     return warnings
+
+
+def value_warnings(results: pd.DataFrame) -> list[str]:
+    """The warnings stored with values (:func:`stored_warnings`), one line each
+    (:func:`benchmark.metrics.base.format_warning`) naming where the value comes from."""
+    several_runs = results["run"].nunique() > 1 if "run" in results else False
+    lines = []
+    for _, row in results.iterrows():
+        for text in stored_warnings(row):
+            lines.append(f"{format_warning(str(row['metric']), text)} ({_where(row, several_runs)})")
+    return list(dict.fromkeys(lines))
 
 
 def probe_figure(results: pd.DataFrame, out: Path) -> Path | None:
@@ -288,13 +375,15 @@ def _save_figure(fig, out: Path, stem: str) -> Path:
 def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     """Write tables and figures for ``run_dirs`` into ``out_dir``; returns the files written."""
     results, items = load_runs([Path(r) for r in run_dirs])
+    warnings = (setting_warnings(results) + value_warnings(results)) if not results.empty else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     sections = ["# Benchmark report", ""]
     for name, table, caption in (
         ("reconstruction", reconstruction_table(results),
-         "Reconstruction quality (mean [95% bootstrap CI] over test items) and cost."),
+         "Reconstruction quality (mean [95% bootstrap CI] over test items; n scored, n_failed failed "
+         f"items) and cost{'; ' + WARNING_MARK + ' = value with a warning (see Warnings)' if warnings else ''}."),
         ("probes", probe_table(results), "Probe scores on test (mean over seeds [95% CI over test items])."),
         ("paired", paired_table(results),
          "Gap to the best codec on each task's primary metric (paired bootstrap over the same test items; "
@@ -312,7 +401,6 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         table.to_csv(out_dir / f"{name}.csv")
         written.append(out_dir / f"{name}.csv")
         sections += [f"## {name.capitalize()}", "", caption, "", to_markdown(table), ""]
-    warnings = setting_warnings(results) if not results.empty else []
     if warnings:
         sections += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     for fig in (probe_figure(results, out_dir), item_figure(items, out_dir), steps_figure(results, out_dir)):

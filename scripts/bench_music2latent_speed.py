@@ -207,28 +207,29 @@ def main() -> None:
         frames = k * config.downsample_time
         noise_shape = (1, 2, config.freq_bins, frames)
 
-        def enc_official():
+        # the closures run within this iteration; defaults bind its values all the same
+        def enc_official(audio=audio):
             return api.encode(audio)
 
-        def enc_ours():
+        def enc_ours(audio=audio):
             return encode_audio(ours, frontend, audio, chunk_seconds=None)
 
-        def enc_ours_chunked():
+        def enc_ours_chunked(audio=audio):
             return encode_audio(ours, frontend, audio)
 
         z_holder: dict[str, torch.Tensor] = {}
 
-        def dec_official():
+        def dec_official(z_holder=z_holder):
             torch.manual_seed(1)
             return api.decode(z_holder["z"] / OFFICIAL_SCALE)
 
-        def dec_ours():
+        def dec_ours(z_holder=z_holder, noise_shape=noise_shape):
             torch.manual_seed(1)
             return decode_latents(ours, frontend, z_holder["z"], chunk_latents=None,
                                   noise_fn=lambda step, a, b: torch.randn(noise_shape)
                                   .to(device))
 
-        def dec_ours_chunked():
+        def dec_ours_chunked(z_holder=z_holder):
             return decode_latents(ours, frontend, z_holder["z"])
 
         cases = [("encode", "official", enc_official), ("encode", "ours", enc_ours)]

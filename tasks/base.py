@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import Item
+from benchmark.errors import BenchmarkError
 
 MULTICLASS = "multiclass"
 MULTILABEL = "multilabel"
 
 
-class TaskError(ValueError):
+class TaskError(BenchmarkError, ValueError):
     """Items or predictions that a task cannot use; the message names the item and the fix."""
 
 

@@ -84,3 +84,61 @@ class ReferenceLengthMetric(SetMetric):
         return SetMetricResult(value=float(sum(r.size for r in references)),
                                settings={"reference_lengths": [int(r.size) for r in references],
                                          "max_tail": max(tails)})
+
+
+# -- adversarial codecs: each must score no better than an honest codec doing the same work ------
+class TruncatingCodec(CountingCodec):
+    """Returns only the first ``keep`` fraction of its input, perfectly (a decoder that drops audio)."""
+
+    def __init__(self, sample_rate: int = 16000, keep: float = 0.55) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config["keep"] = keep
+        self.keep = keep
+
+    def decode(self, latents):
+        audio = super().decode(latents)
+        return audio[:, : int(audio.shape[1] * self.keep)]
+
+
+class LongItemCrashCodec(CountingCodec):
+    """Raises on inputs longer than ``max_seconds`` (fails exactly on the hard, long items)."""
+
+    def __init__(self, sample_rate: int = 16000, max_seconds: float = 0.6) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config["max_seconds"] = max_seconds
+        self.max_samples = int(max_seconds * sample_rate)
+
+    def encode(self, audio):
+        if audio.shape[1] > self.max_samples:
+            raise CodecError(f"input of {audio.shape[1]} samples is too long for this codec")
+        return super().encode(audio)
+
+
+class QuietNaNCodec(CountingCodec):
+    """Returns NaN audio for every input quieter than ``level`` peak (the codec diverges)."""
+
+    def __init__(self, sample_rate: int = 16000, level: float = 0.4) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config["level"] = level
+        self.level = level
+
+    def decode(self, latents):
+        audio = super().decode(latents).clone()
+        audio[audio.abs().amax(dim=1) < self.level] = float("nan")
+        return audio
+
+
+class DelayCodec(CountingCodec):
+    """Output lags the input by ``delay`` samples (the output keeps the input's length);
+    ``declare=True`` states the delay in ``CodecInfo.delay_samples``."""
+
+    def __init__(self, sample_rate: int = 16000, delay: int = 160, declare: bool = True) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config.update(delay=delay, declare=declare)
+        self.delay = delay
+        self.info = CodecInfo(name="delay", sample_rate=sample_rate, latent_dim=1, latent_rate_hz=float(sample_rate),
+                              delay_samples=delay if declare else 0)
+
+    def decode(self, latents):
+        audio = super().decode(latents)
+        return torch.nn.functional.pad(audio, (self.delay, 0))[:, : audio.shape[1]]

@@ -24,5 +24,6 @@ def test_bad_override_exits_2_with_message(capsys):
 
 
 def test_module_entry_point_lists_codecs():
-    out = subprocess.run([sys.executable, "-m", "benchmark", "codecs"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "benchmark", "codecs"], capture_output=True, text=True,
+                         check=True).stdout
     assert "identity" in out and "compr." in out

@@ -1,4 +1,4 @@
-"""Quality versus decoding steps and seed variance (benchmark.steps_study), on a codec whose
+"""Quality versus decoding steps and seed variance (benchmark.engine.steps), on a codec whose
 decoding noise has a known closed form."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from benchmark.codecs.protocol import Codec, CodecInfo
 from benchmark.data.dataset import Item
-from benchmark.steps_study import plot_steps_study, steps_study, summarize_steps_study
+from benchmark.engine.steps import plot_steps_study, steps_study, summarize_steps_study
 
 RATE = 16000
 

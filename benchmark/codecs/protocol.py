@@ -8,7 +8,8 @@ Conventions
 - ``encode`` returns latents ``[batch, latent_dim, frames]`` at ``info.latent_rate_hz``.
 - ``decode`` maps latents back to audio ``[batch, samples]`` at ``info.sample_rate``. A decoder
   may return fewer or more samples than were encoded (e.g. Music2Latent crops to
-  ``4096 k + 1536`` samples); the pipeline aligns lengths (see ``benchmark.pipeline``).
+  ``4096 k + 1536`` samples); the engine aligns lengths (see ``benchmark.metrics.align``:
+  missing samples are scored as silence, extra ones cut, a declared delay removed).
 - ``features`` optionally returns a richer representation for probing (e.g. the
   pre-bottleneck features of Music2Latent), ``[batch, dim, frames]``.
 - Feature-only extractors (log-mel, MFCC, chroma) set ``info.can_decode = False``; they take
@@ -25,8 +26,10 @@ from typing import Any
 
 import torch
 
+from benchmark.errors import BenchmarkError
 
-class CodecError(RuntimeError):
+
+class CodecError(BenchmarkError, RuntimeError):
     """A codec failed on an input, or could not be built (bad config, missing weights)."""
 
 
@@ -51,6 +54,9 @@ class CodecInfo:
     weights_id: content hash of the weights (``"none"`` for parameter-free codecs).
     parameters: number of trainable parameters (0 for parameter-free codecs).
     description: one line for listings.
+    delay_samples: constant lag of ``decode(encode(x))`` behind ``x`` at ``sample_rate`` (samples);
+        the engine removes it from the start of every decoded chunk (see
+        :mod:`benchmark.metrics.align`). Declare it only if it is truly constant.
     """
 
     name: str
@@ -67,10 +73,24 @@ class CodecInfo:
     weights_id: str = "none"
     parameters: int = 0
     description: str = ""
+    delay_samples: int = 0
 
     @property
     def compression_ratio(self) -> float:
+        """Input numbers per latent number at the codec's own rate (see
+        :meth:`compression_ratio_for` for the ratio against the audio that is scored)."""
         return self.sample_rate * self.channels / (self.latent_dim * self.latent_rate_hz)
+
+    def latent_floats_per_second(self, channels: int = 1) -> float:
+        """Latent numbers per second of ``channels``-channel audio (channels beyond the codec's
+        own are coded separately)."""
+        groups = max(1, -(-channels // max(1, self.channels)))
+        return self.latent_dim * self.latent_rate_hz * groups
+
+    def compression_ratio_for(self, sample_rate: int, channels: int = 1) -> float:
+        """Audio numbers per latent number for audio at ``sample_rate`` Hz with ``channels``
+        channels: the ratio relative to the audio the codec is scored on, whatever its own rate."""
+        return sample_rate * channels / self.latent_floats_per_second(channels)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -24,9 +24,9 @@ _REGISTRY: dict[str, str] = {
     "snac": "baselines.snac_codec:SNACCodec",
     "encodec": "baselines.encodec_codec:EnCodecCodec",
     # baseline autoencoders (same backbone and latent rate, other objectives)
-    "spectral_ae": "baselines.spectral_ae:SpectralAECodec",
-    "vae": "baselines.vae:VAECodec",
-    "diffusion_ae": "baselines.diffusion_ae:DiffusionAECodec",
+    "spectral_ae": "baselines.autoencoders.spectral_ae:SpectralAECodec",
+    "vae": "baselines.autoencoders.vae:VAECodec",
+    "diffusion_ae": "baselines.autoencoders.diffusion_ae:DiffusionAECodec",
     # non-learned feature baselines for probing (feature-only)
     "logmel": "baselines.features:LogMelFeatures",
     "mfcc": "baselines.features:MFCCFeatures",

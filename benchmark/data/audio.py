@@ -14,10 +14,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from benchmark.errors import BenchmarkError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
 
-class AudioError(ValueError):
+class AudioError(BenchmarkError, ValueError):
     """An audio file or array that cannot be used; the message says which and how to fix it."""
 
 

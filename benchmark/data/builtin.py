@@ -99,7 +99,8 @@ import numpy as np
 
 from benchmark.data import synth
 from benchmark.data.audio import file_hash, write_audio
-from benchmark.data.dataset import Dataset, DatasetError, identity_of, read_metadata, write_metadata
+from benchmark.data.dataset import (Dataset, DatasetError, DatasetPlan, identity_of, read_metadata,
+                                    write_metadata)
 
 log = logging.getLogger(__name__)
 
@@ -647,6 +648,11 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("BENCHMARK_CACHE") or "~/.cache/m2l-benchmark").expanduser()
 
 
+def dataset_folder(root: str | os.PathLike | None, identity: str) -> Path:
+    """``<root>/datasets/builtin-<identity>`` (``root=None``: :func:`default_cache_root`)."""
+    return (Path(root) if root is not None else default_cache_root()).expanduser() / "datasets" / f"builtin-{identity}"
+
+
 def identity_payload(spec: BuiltinSpec) -> dict[str, Any]:
     """What the identity hashes: spec (minus the SoundFont path), SoundFont SHA-256, versions."""
     soundfont = synth.resolve_soundfont(spec.soundfont)
@@ -756,6 +762,54 @@ def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool =
 
 EXTRA_COLUMNS = ("kind", "program", "velocity", "note_off_s", "tempo_bpm", "progression", "programs")
 
+# Rendering cost model, fitted to the preset table of the module docstring (CPU seconds; the
+# clips' reverb and the per-item synthesizer set-up dominate small items).
+RENDER_CPU_S_PER_SAMPLE = 1.2e-7
+RENDER_CPU_S_PER_ITEM = 0.013
+
+
+def render_cpu_seconds(items: Sequence[PlannedItem], sample_rate: int) -> float:
+    """Rough CPU seconds to render ``items`` at ``sample_rate`` (Hz): a planning estimate, not a measurement."""
+    return sum(it.seconds * sample_rate * RENDER_CPU_S_PER_SAMPLE + RENDER_CPU_S_PER_ITEM for it in items)
+
+
+def describe_builtin(root: Path | None = None, preset: str = "default", workers: int = 2,
+                     progress: bool = True, **overrides: Any) -> DatasetPlan:
+    """What :func:`load_builtin` with the same arguments would find and render, without rendering.
+
+    Plans the items (:func:`plan`: MIDI composition only, ~1 s for ``large``), computes the
+    identity (which hashes the SoundFont) and looks at the cache folder (file existence only):
+    nothing is rendered or written, and no audio is read. ``progress`` is accepted so that the
+    options of :func:`load_builtin` can be passed unchanged. Raises :class:`DatasetError` where
+    loading would (bad options, SoundFont or FluidSynth missing).
+    """
+    spec = resolve_spec(preset, **overrides)
+    identity = builtin_identity(spec)
+    folder = dataset_folder(root, identity)
+    planned = plan(spec)
+    splits = {s: n for s, _ in SPLIT_FRACTIONS if (n := sum(it.split == s for it in planned))}
+    items = None
+    if (folder / MARKER).exists():  # complete, unless files were deleted since (load re-renders those)
+        listed = read_metadata(folder / "metadata.csv", folder)
+        missing = {it.id for it in listed if not it.path.exists()}
+        items = None if missing else listed
+        todo = [it for it in planned if it.id in missing]
+    else:  # generation resumes: every file present is complete
+        todo = [it for it in planned if not (folder / it.relpath).exists()]
+    status = "present" if not todo else "partial" if len(todo) < len(planned) else "absent"
+    if not todo:
+        work = "renders nothing (cached)"
+        seconds = None
+    else:
+        cpu = render_cpu_seconds(todo, spec.sample_rate)
+        parallel = max(1, min(workers, os.cpu_count() or 1, len(todo)))  # as generate() chooses
+        seconds = cpu / parallel
+        audio = sum(it.seconds for it in todo)
+        work = (f"renders {len(todo)} of {len(planned)} items with FluidSynth ({audio:,.0f} s of audio at "
+                f"{spec.sample_rate} Hz; ~{cpu:,.0f} s CPU, ~{seconds:,.0f} s with {parallel} worker(s))")
+    return DatasetPlan(name="builtin", status=status, work=work, identity=identity, splits=splits, root=folder,
+                       items=items, to_compute=len(todo), seconds=seconds)
+
 
 def load_builtin(root: Path | None = None, preset: str = "default", workers: int = 2,
                  progress: bool = True, **overrides: Any) -> Dataset:
@@ -781,8 +835,8 @@ def load_builtin(root: Path | None = None, preset: str = "default", workers: int
                            "script; put the call under `if __name__ == '__main__':`")
     spec = resolve_spec(preset, **overrides)
     identity = builtin_identity(spec)
-    base = (Path(root) if root is not None else default_cache_root()).expanduser() / "datasets"
-    folder = base / f"builtin-{identity}"
+    folder = dataset_folder(root, identity)
+    base = folder.parent
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / f".builtin-{identity}.lock"):
         if (folder / MARKER).exists():

@@ -21,11 +21,13 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from benchmark.errors import BenchmarkError
+
 SPLITS = ("train", "valid", "test")
 LABEL_FIELDS = ("tags", "key", "instrument", "pitch")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(BenchmarkError, RuntimeError):
     """A dataset that is missing, incomplete or malformed; the message lists what and the fix."""
 
 
@@ -74,6 +76,71 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+#: :attr:`DatasetPlan.status` values.
+PLAN_STATUSES = ("present", "partial", "absent", "unavailable", "unknown")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetPlan:
+    """What loading a dataset would find and compute, known without loading it (for dry runs).
+
+    Made by :func:`benchmark.data.registry.describe_dataset`, which renders, decodes, hashes and
+    writes nothing.
+
+    name: dataset name as given to the registry.
+    status: ``present`` (on disk and complete: loading only reads listings), ``partial`` (some
+        items generated, loading renders the rest), ``absent`` (nothing generated yet: loading
+        renders every item), ``unavailable`` (loading would fail: see ``problem``) or
+        ``unknown`` (the loader has no planning route; see ``work``).
+    work: what loading would compute, in words, e.g. ``"renders 2800 of 2800 items (...)"``.
+    identity: the identity loading would give, ``None`` if it cannot be known without loading.
+    splits: items per split loading would give (``None``: unknown).
+    root: the folder the data is in, or would be generated into.
+    items: the items, when the data is present and listing it computed nothing (lets a dry run
+        look up cached work item by item); ``None`` otherwise.
+    to_compute: number of items loading would render.
+    seconds: rough wall-clock estimate of that work (s), ``None`` when unknown or nothing to do.
+    problem: why loading would fail (the :class:`DatasetError` message), else ``None``.
+    """
+
+    name: str
+    status: str
+    work: str
+    identity: str | None = None
+    splits: Mapping[str, int] | None = None
+    root: Path | None = None
+    items: list[Item] | None = None
+    to_compute: int = 0
+    seconds: float | None = None
+    problem: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in PLAN_STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {PLAN_STATUSES}")
+
+    @classmethod
+    def of(cls, dataset: Dataset, work: str) -> DatasetPlan:
+        """The plan of a dataset whose listing was cheap to make (it is already loaded)."""
+        splits = {s: n for s in SPLITS if (n := sum(it.split == s for it in dataset.items))}
+        return cls(name=dataset.name, status="present", work=work, identity=dataset.identity, splits=splits,
+                   root=dataset.root, items=list(dataset.items))
+
+    def count(self, split: str | None = None, max_items: int | None = None) -> int | None:
+        """Items of ``split`` (all splits if ``None``), at most ``max_items`` per split; ``None`` if unknown."""
+        if self.splits is None:
+            return None
+        counts = [n for s, n in self.splits.items() if split is None or s == split]
+        return sum(min(n, max_items) if max_items is not None else n for n in counts)
+
+    def lines(self) -> list[str]:
+        """Human-readable description, e.g. for ``--dry-run``."""
+        head = f"dataset {self.name}" + (f" [{self.identity}]" if self.identity else "")
+        if self.splits is not None:
+            head += f": {self.count()} items ({', '.join(f'{s} {n}' for s, n in self.splits.items())})"
+        where = f" at {self.root}" if self.root else ""
+        return [head, f"  {self.status}{where}: {self.problem or self.work}"]
 
 
 def identity_of(payload: Any) -> str:

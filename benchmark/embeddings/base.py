@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from benchmark.data.audio import array_hash, resample
+from benchmark.errors import BenchmarkError
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(BenchmarkError, RuntimeError):
     """A backbone cannot be built (missing or malformed checkpoint) or cannot embed an input."""
 
 

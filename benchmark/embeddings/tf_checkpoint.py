@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.errors import BenchmarkError
+
 # TensorFlow DataType enum values -> numpy dtypes (tensorflow/core/framework/types.proto).
 _DTYPES = {
     1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8,
@@ -30,7 +32,7 @@ _FOOTER_SIZE = 48
 _BLOCK_TRAILER = 5  # 1 byte compression type + 4 bytes crc
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BenchmarkError, ValueError):
     """A checkpoint file that cannot be read (message names the file and the problem)."""
 
 

@@ -3,18 +3,24 @@
 Two kinds (see ``benchmark.metrics.base``):
 - item metrics compare one reference with one estimate (SI-SDR, ViSQOL, spectral distances);
 - set metrics compare two sets of clips (FAD).
+
+Each metric class declares which settings must match for two of its values to be compared;
+:func:`comparability_problems` asks the class registered under a name (imported, not built).
 """
 
 from __future__ import annotations
 
-
 from benchmark.lazy import resolve
 from benchmark.metrics.base import (
+    EmbeddingSetMetric,
     ItemMetric,
+    Metric,
     MetricCard,
     MetricError,
     SetMetric,
     SetMetricResult,
+    comparability_problems,
+    format_warning,
 )
 
 METRICS: dict[str, str] = {
@@ -34,13 +40,18 @@ def create_metric(name: str, **kwargs) -> ItemMetric | SetMetric:
     """Build the metric registered as ``name`` (or given as ``"module:Class"``)."""
     return resolve(METRICS, name, "metric", MetricError)(**kwargs)
 
+
 __all__ = [
     "METRICS",
+    "EmbeddingSetMetric",
     "ItemMetric",
+    "Metric",
     "MetricCard",
     "MetricError",
     "SetMetric",
     "SetMetricResult",
     "available_metrics",
+    "comparability_problems",
     "create_metric",
+    "format_warning",
 ]

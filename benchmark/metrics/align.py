@@ -1,60 +1,177 @@
-"""Length alignment and validation of a (reference, estimate) pair before item metrics.
+"""The alignment policy: how a decoded estimate is lined up with its reference before any metric.
 
-Policy
-------
-1. Both signals are mono ``[samples]`` at the same rate and start at the same instant: a
-   codec's decoder output begins at sample 0 of its input. Some decoders return fewer samples
-   (Music2Latent crops to ``4096 k + 1536``) or more (padding to a frame multiple), always
-   at the end.
-2. Both are therefore **trimmed to the shorter length**, from the end. No resampling, no
-   cross-correlation shift: a codec that delays its output is penalised, as it should be.
-3. If more than ``max_trim_fraction`` (default 50 %) of the longer signal would be cut, the
-   pair is rejected: such a mismatch means a wrong sample rate or a truncated file, not a
-   codec crop.
-4. NaN or inf samples, empty or multi-channel arrays raise :class:`MetricError` naming the
-   item (and which signal).
-5. Clipping (``|x| >= clip_level``, default 0.999 full scale) is counted per signal and
-   reported as a warning; the pair is still scored.
-6. A silent reference (RMS below ``silence_dbfs``, default -90 dBFS) makes every item metric
-   undefined: ``info.silent`` is set and :attr:`AlignInfo.nan_reason` explains it; the
-   pipeline records NaN with that reason instead of a number.
-7. Set metrics (FAD) compare a codec's decoded set with a *reference set* that must be the
-   same for every codec, so for them the reference is never trimmed: the estimate is fitted
-   to the reference length instead (:func:`fit_to_reference`: cut at the end, or zero-padded
-   at the end; codec crops are at most a few tens of milliseconds).
+One policy for every metric and every front end (``run``, ``eval``, the steps study, scripts);
+the engine applies it once (:class:`StreamAligner`), and every metric card refers to it.
+
+1. **Reference**: the untouched original at its native rate. **Estimate**: the codec's output
+   resampled back to that rate (or a decoded file resampled to it).
+2. **Declared delay**: a codec whose output lags its input by a constant number of samples says
+   so in ``CodecInfo.delay_samples`` (at its own rate); that many samples are dropped from the
+   start of every decoded chunk before anything else. An undeclared delay is not searched for:
+   the codec is scored as it aligns.
+3. **Missing samples count as silence**: an estimate shorter than its reference is zero-padded
+   at its end (``padded`` samples); extra samples at the end are cut (``cut`` samples). A codec
+   can therefore never gain by returning less audio: the samples it did not return are scored
+   as silence against the reference.
+4. An estimate **shorter than half its reference** is an error row (:class:`AlignmentError`),
+   not a score: such a mismatch means a wrong rate or a broken codec, not a codec crop.
+5. What was padded, cut or clipped is recorded per item (:class:`AlignFacts`) and summed per
+   codec in the tables.
+6. Per channel and segment, :func:`check_pair` rejects NaN/inf or empty signals (an error row
+   naming the item), counts clipped samples (``|x| >= 0.999``, a warning) and marks a silent
+   reference (RMS below -90 dBFS): item metrics are then undefined (NaN, with the reason), the
+   same for every codec.
+
+``POLICY_VERSION`` is part of every cache key that holds a score.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
 
 from benchmark.metrics.base import MetricError
 
+POLICY_VERSION = "2"
 CLIP_LEVEL = 0.999
 SILENCE_DBFS = -90.0
-MAX_TRIM_FRACTION = 0.5
+MIN_ESTIMATE_FRACTION = 0.5
+POLICY = ("estimate resampled to the reference's native rate; declared codec delay removed; missing "
+          "samples zero-padded (scored as silence), extra samples cut; estimate shorter than half the "
+          "reference = error row; silent reference (< -90 dBFS) = NaN")
+
+
+class AlignmentError(MetricError):
+    """An estimate that cannot be aligned with its reference (far too short, wrong channels)."""
 
 
 @dataclasses.dataclass
-class AlignInfo:
-    """What :func:`align_pair` did and found.
+class AlignFacts:
+    """What alignment did to one item (samples at the reference's rate unless stated).
 
-    reference_samples, estimate_samples: lengths before alignment.
-    samples: common length after trimming.
-    trimmed_reference, trimmed_estimate: samples cut from the end of each.
-    clipped_reference, clipped_estimate: samples at or above the clip level.
-    reference_rms_dbfs: RMS level of the (trimmed) reference in dB full scale.
-    silent: the reference is silent, so item metrics are undefined (NaN).
-    warnings: human-readable notes (clipping, large trims), for logs and result rows.
+    reference_samples, estimate_samples: lengths as delivered (estimate after delay removal).
+    padded: zeros appended because the estimate ended early (missing audio scored as silence).
+    cut: estimate samples beyond the end of the reference, dropped.
+    gap: samples inside the signal that no codec chunk covered (a chunk decoded far too short),
+        scored as silence; included in ``padded``.
+    delay_removed: codec-rate samples removed at the start of each decoded chunk (declared).
+    clipped: estimate samples at or above full scale (counted per channel).
     """
 
-    reference_samples: int
-    estimate_samples: int
-    samples: int
-    trimmed_reference: int
-    trimmed_estimate: int
+    reference_samples: int = 0
+    estimate_samples: int = 0
+    padded: int = 0
+    cut: int = 0
+    gap: int = 0
+    delay_removed: int = 0
+    clipped: int = 0
+
+    def notes(self, sample_rate: int) -> list[str]:
+        out = []
+        if self.padded:
+            out.append(f"estimate {self.padded / sample_rate:.3f} s short: zero-padded (scored as silence)")
+        if self.cut:
+            out.append(f"{self.cut / sample_rate:.3f} s of extra estimate cut")
+        if self.delay_removed:
+            out.append(f"declared delay removed ({self.delay_removed} codec samples per chunk)")
+        if self.clipped:
+            out.append(f"estimate clipped on {self.clipped} samples")
+        return out
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class StreamAligner:
+    """Fits an estimate stream to a reference stream, block by block (policy points 3-5).
+
+    The estimate is pushed as ``[channels, n]`` blocks at the reference's rate (``last=True``
+    with the final one); :meth:`take` returns exactly the samples that go with the next
+    reference block (zero-padded once the estimate has ended). After the last reference block,
+    everything the estimate still holds or receives is cut. :meth:`finish` checks rule 4 and
+    returns the facts.
+    """
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self._pieces: collections.deque[np.ndarray] = collections.deque()
+        self.size = 0
+        self.closed = False
+        self._reference_done = False
+        self.facts = AlignFacts()
+
+    def push(self, block: np.ndarray, last: bool = False) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise AlignmentError(f"estimate has shape {block.shape}; expected [{self.channels}, samples]")
+        self.facts.estimate_samples += block.shape[1]
+        if self._reference_done:
+            self.facts.cut += block.shape[1]
+        elif block.shape[1]:
+            self._pieces.append(block)
+            self.size += block.shape[1]
+        self.closed = self.closed or last
+
+    def ready(self, samples: int) -> bool:
+        """Whether :meth:`take` of ``samples`` can be answered without more estimate."""
+        return self.closed or self.size >= samples
+
+    def take(self, samples: int, last: bool = False) -> np.ndarray:
+        """The estimate ``[channels, samples]`` for the next reference block of ``samples``."""
+        out, need = [], samples
+        while need > 0 and self._pieces:
+            head = self._pieces[0]
+            if head.shape[1] <= need:
+                out.append(self._pieces.popleft())
+            else:
+                out.append(head[:, :need])
+                self._pieces[0] = head[:, need:]
+            need -= out[-1].shape[1]
+            self.size -= out[-1].shape[1]
+        if need > 0:
+            if not self.closed:
+                raise RuntimeError("StreamAligner.take before the estimate was ready (call ready() first)")
+            out.append(np.zeros((self.channels, need), np.float32))
+            self.facts.padded += need
+        self.facts.reference_samples += samples
+        block = out[0] if len(out) == 1 else np.concatenate(out, axis=1)
+        self.facts.clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+        if last:
+            self._reference_done = True
+            self.facts.cut += self.size
+            self._pieces.clear()
+            self.size = 0
+        return np.ascontiguousarray(block)
+
+    def finish(self, name: str) -> AlignFacts:
+        """Apply rule 4 (``name`` goes into the error) and return the facts."""
+        facts = self.facts
+        delivered = facts.estimate_samples - facts.cut
+        if facts.reference_samples and delivered < MIN_ESTIMATE_FRACTION * facts.reference_samples:
+            raise AlignmentError(
+                f"{name}: the estimate has {facts.estimate_samples} samples for a reference of "
+                f"{facts.reference_samples} (< {MIN_ESTIMATE_FRACTION:.0%}); a wrong sample rate or a "
+                "truncating codec - this item is an error, not a score")
+        return facts
+
+
+def fit_to_reference(reference_samples: int, estimate: np.ndarray, name: str = "item") -> tuple[np.ndarray, AlignFacts]:
+    """Whole-signal form of the policy: ``estimate [channels, n]`` fitted to ``reference_samples``."""
+    estimate = np.asarray(estimate, dtype=np.float32)
+    if estimate.ndim == 1:
+        estimate = estimate[None]
+    aligner = StreamAligner(estimate.shape[0])
+    aligner.push(estimate, last=True)
+    fitted = aligner.take(reference_samples, last=True)
+    return fitted, aligner.finish(name)
+
+
+@dataclasses.dataclass
+class PairInfo:
+    """What :func:`check_pair` found in one mono pair."""
+
     clipped_reference: int
     clipped_estimate: int
     reference_rms_dbfs: float
@@ -63,16 +180,9 @@ class AlignInfo:
 
     @property
     def nan_reason(self) -> str | None:
-        """Why metrics of this pair are NaN (``None`` if they are defined)."""
         if self.silent:
             return f"silent reference (RMS {self.reference_rms_dbfs:.1f} dBFS < {SILENCE_DBFS:.0f} dBFS)"
         return None
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["warnings"] = "; ".join(self.warnings)
-        d["nan_reason"] = self.nan_reason or ""
-        return d
 
 
 def is_silent(x: np.ndarray, silence_dbfs: float = SILENCE_DBFS) -> bool:
@@ -86,70 +196,36 @@ def _as_mono(x: np.ndarray, what: str, item: str) -> np.ndarray:
     if a.ndim == 2 and 1 in a.shape:
         a = a.reshape(-1)
     if a.ndim != 1:
-        raise MetricError(f"{item}: {what} must be mono [samples], got shape {a.shape}; "
-                          "split channels before scoring (metrics are computed per channel)")
+        raise MetricError(f"{item}: {what} must be mono [samples], got shape {a.shape}")
     if a.size == 0:
         raise MetricError(f"{item}: {what} is empty (0 samples)")
     if not np.issubdtype(a.dtype, np.floating):
         raise MetricError(f"{item}: {what} must be floating point in [-1, 1], got {a.dtype}")
     bad = ~np.isfinite(a)
     if bad.any():
-        first = int(np.argmax(bad))
-        raise MetricError(f"{item}: {what} contains {int(bad.sum())} NaN/inf samples (first at "
-                          f"sample {first}); the codec diverged or the file is corrupt")
+        raise MetricError(f"{item}: {what} contains {int(bad.sum())} NaN/inf samples (first at sample "
+                          f"{int(np.argmax(bad))}); the codec diverged or the file is corrupt")
     return a.astype(np.float32, copy=False)
 
 
-def align_pair(reference: np.ndarray, estimate: np.ndarray, item: str = "item",
-               clip_level: float = CLIP_LEVEL, silence_dbfs: float = SILENCE_DBFS,
-               max_trim_fraction: float = MAX_TRIM_FRACTION) -> tuple[np.ndarray, np.ndarray, AlignInfo]:
-    """Validate and align a pair (see module docstring for the policy).
+def check_pair(reference: np.ndarray, estimate: np.ndarray, item: str = "item") -> tuple[np.ndarray, np.ndarray, PairInfo]:
+    """Validate an aligned mono pair (policy point 6); returns float32 ``[n]`` arrays and the info.
 
-    Parameters
-    ----------
-    reference, estimate: mono float arrays ``[samples]`` (``[1, samples]`` accepted) at the
-        same sample rate.
-    item: name used in error messages (item id or file path).
-
-    Returns
-    -------
-    ``(reference, estimate, info)``: float32 ``[n]`` arrays of equal length ``n`` and an
-    :class:`AlignInfo`.
+    Raises :class:`MetricError` naming ``item`` for NaN/inf, empty or unequal-length signals.
     """
     ref = _as_mono(reference, "reference", item)
     est = _as_mono(estimate, "estimate", item)
-    n = min(ref.size, est.size)
-    longest = max(ref.size, est.size)
-    warnings: list[str] = []
-    if longest - n > max_trim_fraction * longest:
-        raise MetricError(f"{item}: reference has {ref.size} samples but estimate has {est.size}; "
-                          f"trimming {longest - n} samples (>{max_trim_fraction:.0%}) suggests a wrong "
-                          "sample rate or a truncated file, not a codec crop")
-    if longest != n:
-        warnings.append(f"trimmed to {n} samples (reference -{ref.size - n}, estimate -{est.size - n})")
-    ref, est = ref[:n], est[:n]
-    clipped_ref = int(np.count_nonzero(np.abs(ref) >= clip_level))
-    clipped_est = int(np.count_nonzero(np.abs(est) >= clip_level))
+    if ref.size != est.size:
+        raise AlignmentError(f"{item}: reference has {ref.size} samples, estimate {est.size}; align first "
+                             "(benchmark.metrics.align.fit_to_reference)")
+    clipped_ref = int(np.count_nonzero(np.abs(ref) >= CLIP_LEVEL))
+    clipped_est = int(np.count_nonzero(np.abs(est) >= CLIP_LEVEL))
+    warnings = []
     if clipped_ref:
         warnings.append(f"reference clipped on {clipped_ref} samples")
     if clipped_est:
         warnings.append(f"estimate clipped on {clipped_est} samples")
     rms = float(np.sqrt(np.mean(np.square(ref, dtype=np.float64))))
     rms_db = 20.0 * np.log10(rms) if rms > 0 else -np.inf
-    info = AlignInfo(reference_samples=int(np.asarray(reference).size),
-                     estimate_samples=int(np.asarray(estimate).size), samples=n,
-                     trimmed_reference=int(np.asarray(reference).size) - n,
-                     trimmed_estimate=int(np.asarray(estimate).size) - n,
-                     clipped_reference=clipped_ref, clipped_estimate=clipped_est,
-                     reference_rms_dbfs=float(rms_db), silent=bool(rms_db < silence_dbfs),
-                     warnings=warnings)
+    info = PairInfo(clipped_ref, clipped_est, float(rms_db), bool(rms_db < SILENCE_DBFS), warnings)
     return ref, est, info
-
-
-def fit_to_reference(estimate: np.ndarray, samples: int) -> np.ndarray:
-    """``estimate [..., n]`` cut or zero-padded at the end to ``samples`` (policy 7)."""
-    n = estimate.shape[-1]
-    if n >= samples:
-        return estimate[..., :samples]
-    pad = [(0, 0)] * (estimate.ndim - 1) + [(0, samples - n)]
-    return np.pad(estimate, pad)

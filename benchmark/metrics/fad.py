@@ -10,8 +10,15 @@ distance between the two Gaussians (:mod:`benchmark.metrics.frechet`).
 
 A FAD value depends on the backbone, the reference set, the number of clips and the clip
 duration (and, for ``eval``'s segment streaming, the segment length: each segment is embedded
-separately): all of them are stored in :attr:`SetMetricResult.settings`, and
-:func:`check_comparable` / :func:`warn_if_incomparable` flag comparisons across settings.
+separately): all of them are stored in :attr:`SetMetricResult.settings`, declared in
+:attr:`FAD.comparable_on` (the keys shared by every embedding-distribution metric, see
+:class:`benchmark.metrics.base.EmbeddingSetMetric`), and
+:func:`benchmark.metrics.base.comparability_problems` (or :func:`check_comparable` /
+:func:`warn_if_incomparable` here) flags comparisons across settings.
+
+With no more embeddings than dimensions the covariances are rank-deficient and FAD is strongly
+biased: the result then carries a warning (:attr:`SetMetricResult.warnings`, also in
+``settings["warning"]``), never a raw Python warning.
 
 Per-track contribution (``per_item``): leave-one-out change, ``FAD(all) - FAD(all but i)``,
 where track ``i``'s patches are removed from the estimate set. Positive values mean the
@@ -28,16 +35,17 @@ from typing import Any
 import numpy as np
 
 from benchmark.embeddings import EmbeddingBackbone, EmbeddingCache, create_backbone
-from benchmark.metrics.base import MetricCard, MetricError, SetMetric, SetMetricResult
+from benchmark.metrics.base import (
+    EmbeddingSetMetric,
+    MetricCard,
+    MetricError,
+    SetMetricResult,
+)
 from benchmark.metrics.frechet import (
     GaussianStats,
     frechet_distance_stats,
     gaussian_stats,
 )
-
-# settings that must be equal for two FAD values to be compared
-COMPARABLE_KEYS = ("backbone", "backbone_id", "reference_set", "reference_hash",
-                   "n_reference_clips", "n_estimate_clips", "clip_seconds", "segment_seconds")
 
 
 class FADSettingsWarning(UserWarning):
@@ -45,12 +53,9 @@ class FADSettingsWarning(UserWarning):
 
 
 def check_comparable(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Differences between the settings of two FAD results (empty if comparable)."""
-    diffs = []
-    for key in COMPARABLE_KEYS:
-        if a.get(key) != b.get(key):
-            diffs.append(f"{key}: {a.get(key)!r} vs {b.get(key)!r}")
-    return diffs
+    """Differences between the settings of two FAD results (empty if comparable); the card's
+    implementation and version are compared when the settings carry them."""
+    return FAD.comparability_problems(a, b)
 
 
 def warn_if_incomparable(*settings: dict[str, Any]) -> list[str]:
@@ -71,7 +76,7 @@ def _stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int) -> GaussianStats:
     return GaussianStats(mean, (cov + cov.T) / 2, n)
 
 
-class FAD(SetMetric):
+class FAD(EmbeddingSetMetric):
     """FAD between a reference set and an estimate set of clips.
 
     Parameters
@@ -181,13 +186,15 @@ class FAD(SetMetric):
         value = frechet_distance_stats(ref_stats, est_stats)
         per_item = self._leave_one_out(value, ref_stats, est_emb, ids) if self.per_item else {}
         settings = self._settings(ref_emb, est_emb, reference_seconds, estimate_seconds, reference_hash)
+        warnings_: list[str] = []
         if min(ref_all.shape[0], est_all.shape[0]) <= ref_all.shape[1]:
-            msg = (f"fad: only {min(ref_all.shape[0], est_all.shape[0])} embeddings for "
-                   f"{ref_all.shape[1]} dimensions: covariances are rank-deficient and FAD is "
-                   "strongly biased; use more or longer clips")
-            settings["warning"] = msg
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        return SetMetricResult(value=value, per_item=per_item, settings=settings)
+            warnings_.append(f"only {min(ref_all.shape[0], est_all.shape[0])} embeddings for "
+                             f"{ref_all.shape[1]} dimensions: covariances are rank-deficient and FAD is "
+                             "strongly biased; use more or longer clips")
+        if warnings_:
+            settings["warnings"] = warnings_
+            settings["warning"] = "; ".join(warnings_)  # the single string older readers expect
+        return SetMetricResult(value=value, per_item=per_item, settings=settings, warnings=warnings_)
 
     def _leave_one_out(self, value: float, ref_stats: GaussianStats, est_emb: list[np.ndarray],
                        ids: list[str]) -> dict[str, float]:
@@ -215,6 +222,7 @@ class FAD(SetMetric):
             "n_reference_embeddings": int(sum(e.shape[0] for e in ref_emb)),
             "n_estimate_embeddings": int(sum(e.shape[0] for e in est_emb)),
             "clip_seconds": self.clip_seconds,
+            "segment_seconds": None,  # whole clips; ``eval`` sets it when it splits long files
         }
         if reference_seconds:
             settings["mean_reference_seconds"] = round(float(np.mean(reference_seconds)), 4)
@@ -227,3 +235,7 @@ class FAD(SetMetric):
             durations = list(reference_seconds or []) + list(estimate_seconds or [])
             settings["n_short_clips"] = int(sum(d < self.clip_seconds - 1e-6 for d in durations))
         return settings
+
+
+# the settings that must be equal for two FAD values to be compared (older name)
+COMPARABLE_KEYS = FAD.comparable_on

@@ -42,6 +42,8 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 class SISDR(ItemMetric):
+    # no setting: the convention (zero-mean, cap) is fixed by the card's version
+    comparable_on = ()
     card = MetricCard(
         name="si_sdr", unit="dB", higher_is_better=True,
         convention="zero-mean, scale-invariant (Le Roux 2019), NaN for silent reference, capped at +-150 dB",

@@ -105,6 +105,8 @@ def mrstft_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: in
 class MelDistance(ItemMetric):
     """Multi-scale log-mel L1 distance; ``rate``: analysis rate in Hz (None: input rate)."""
 
+    comparable_on = ("rate",)  # the analysis rate: another grid, another value
+
     def __init__(self, rate: int | None = DEFAULT_RATE) -> None:
         self.rate = rate
         self.card = MetricCard(
@@ -121,6 +123,8 @@ class MelDistance(ItemMetric):
 
 class MRSTFTDistance(ItemMetric):
     """Multi-resolution STFT distance; ``rate``: analysis rate in Hz (None: input rate)."""
+
+    comparable_on = ("rate",)  # the analysis rate: another grid, another value
 
     def __init__(self, rate: int | None = DEFAULT_RATE) -> None:
         self.rate = rate

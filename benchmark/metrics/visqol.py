@@ -33,7 +33,9 @@ figures on your machine. The patch is scoped to the ``with`` block around each m
 untouched. The kernels' first use compiles them (~4 s, then cached by numba on disk).
 
 The metric card records mode, rate, package version, whether numba was active and whether the
-accelerated kernels were used.
+accelerated kernels were used. Two ViSQOL values are comparable under equal ``mode``, ``rate``
+and ``search_window`` (:attr:`ViSQOL.comparable_on`, stored by :attr:`ViSQOL.settings`) and
+equal implementation, where the accelerated kernels do not count (they are bit-identical).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import importlib.metadata
 import importlib.util
 import multiprocessing as mp
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -52,6 +54,7 @@ from benchmark.metrics.align import is_silent
 from benchmark.metrics.base import ItemMetric, MetricCard, MetricError
 
 MODES = {"audio": 48000, "speech": 16000}
+ACCEL_SUFFIX = " + visqol_accel kernels (bit-identical)"
 
 _WORKER_API: Any = None
 _WORKER_ACCELERATE = False
@@ -114,6 +117,15 @@ class ViSQOL(ItemMetric):
         (ignored without numba, which they need).
     """
 
+    comparable_on = ("mode", "rate", "search_window")
+
+    @classmethod
+    def comparable_values(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        values = super().comparable_values(settings)
+        if isinstance(values["implementation"], str):  # the accelerated kernels change no score
+            values["implementation"] = values["implementation"].replace(ACCEL_SUFFIX, "")
+        return values
+
     def __init__(self, mode: str = "audio", workers: int = 2, search_window: int = 60,
                  accelerate: bool = True) -> None:
         if mode not in MODES:
@@ -133,7 +145,7 @@ class ViSQOL(ItemMetric):
                         + (", polynomial speech mapping" if mode == "speech" else ", SVR model")
                         + "; NaN for silent reference; identical audio ~4.73 in audio mode"),
             implementation=f"visqol-python {visqol_version()}" + (" + numba" if numba else "")
-            + (" + visqol_accel kernels (bit-identical)" if self.accelerate else ""),
+            + (ACCEL_SUFFIX if self.accelerate else ""),
             version="1")
 
     # -- single pair ----------------------------------------------------------------------------

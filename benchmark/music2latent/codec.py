@@ -46,6 +46,18 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def resolve_checkpoint_option(codec: str, checkpoint: str | os.PathLike) -> Path:
+    """The file meant by a codec's ``checkpoint`` option: a path, a training run folder, or the
+    short name of a trained model (``<codec>-<preset>-<hash8>``, listed by
+    ``python -m benchmark models``; see :mod:`benchmark.checkpoints`)."""
+    from benchmark.checkpoints import CheckpointError, resolve_checkpoint
+
+    try:
+        return resolve_checkpoint(checkpoint, codec=codec)
+    except CheckpointError as exc:
+        raise CodecError(f"{codec}: {exc}") from exc
+
+
 def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in state.items():
@@ -74,6 +86,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Music2Latent, dict[str, An
         raise CodecError(f"music2latent: {path} is not a Music2Latent training checkpoint "
                          f"(need keys 'config' and 'model', found {found}); for the released "
                          "official weights use the music2latent_official codec")
+    if ckpt.get("codec", "music2latent") != "music2latent":  # the trainer records the codec
+        raise CodecError(f"music2latent: {path} is a checkpoint of {ckpt['codec']!r}; evaluate it "
+                         f"with the {ckpt['codec']} codec")
     try:
         config = Music2LatentConfig.from_dict(ckpt["config"])
     except (TypeError, ValueError) as exc:
@@ -116,7 +131,8 @@ class Music2LatentCodec(SpectralModelCodec):
 
     Parameters
     ----------
-    checkpoint: path to one of our training checkpoints (EMA weights used if present).
+    checkpoint: one of our training checkpoints (EMA weights used if present): a path, a
+        training run folder, or a trained model's short name (``python -m benchmark models``).
     preset: without a checkpoint, a RANDOMLY initialised model of this preset
         (``paper``, ``cpu``, ``smoke``); for pipeline tests only.
     steps: consistency sampling steps for decoding (1 = the paper's single step).
@@ -149,11 +165,12 @@ class Music2LatentCodec(SpectralModelCodec):
     def _build(self, checkpoint: str | None, preset: str, seed: int
                ) -> tuple[Music2Latent, str, str, str]:
         if checkpoint is not None:
-            model, meta = load_checkpoint(checkpoint)
+            path = resolve_checkpoint_option(self.name, checkpoint)
+            model, meta = load_checkpoint(path)
             step = f", step {meta['step']}" if meta.get("step") is not None else ""
-            return (model, file_sha256(checkpoint),
+            return (model, file_sha256(path),
                     f"Music2Latent (our implementation), {meta['weights']} weights of "
-                    f"{Path(checkpoint).name}{step}", "see training data")
+                    f"{path.parent.name}/{path.name}{step}", "see training data")
         try:
             config = get_preset(preset)
         except ValueError as exc:

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import torch
 
+from benchmark.errors import BenchmarkError
 from benchmark.music2latent.config import Music2LatentConfig, PRESETS
 from benchmark.music2latent.model import Music2Latent
 
@@ -38,7 +39,7 @@ _RESBLOCK = {"conv1": "conv1", "conv2": "conv2", "norm1": "norm1", "norm2": "nor
              "att.mha.out_proj": "attention.out"}
 
 
-class ConversionError(ValueError):
+class ConversionError(BenchmarkError, ValueError):
     """The official state dict does not fit the expected architecture."""
 
 

@@ -16,8 +16,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.errors import BenchmarkError
 
-class PoolingError(ValueError):
+
+class PoolingError(BenchmarkError, ValueError):
     """Embeddings that cannot be pooled; the message names the item."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import Item
+from benchmark.errors import BenchmarkError
 from benchmark.probes.heads import HEADS
 from benchmark.probes.pooling import POOLINGS, PoolingError, pooled_matrix
 from benchmark.probes.stats import bootstrap_weights, paired_bootstrap, paired_permutation, percentile_interval
@@ -35,7 +36,7 @@ from benchmark.probes.train import Standardizer, predict_scores, train_probe
 PROBE_VERSION = "1"
 
 
-class ProbeError(ValueError):
+class ProbeError(BenchmarkError, ValueError):
     """Inputs that cannot be probed (missing split, no labels...); the message says the fix."""
 
 
@@ -174,10 +175,15 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+#: Factory of the downstream-task registry, imported by path only when a task is named, so
+#: that the probe engine imports no task module.
+TASK_FACTORY = "tasks:create_task"
+
+
 def _resolve_task(task):
     if isinstance(task, str):
-        from tasks import create_task
-        return create_task(task)
+        from benchmark.lazy import resolve
+        return resolve({}, TASK_FACTORY, "task registry", ProbeError)(task)
     return task
 
 

@@ -27,10 +27,12 @@ from typing import Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from benchmark.errors import BenchmarkError
+
 T = TypeVar("T")
 
 
-class ShardError(RuntimeError):
+class ShardError(BenchmarkError, RuntimeError):
     """Shards that do not add up to the item list; the message names the items."""
 
 

@@ -6,8 +6,10 @@
   precision, gradient accumulation, DDP (torchrun), CSV/TensorBoard logs, atomic checkpoints,
   exact resume.
 - :class:`~benchmark.training.tasks.TrainingTask` and :data:`~benchmark.training.tasks.TASKS`:
-  what a codec implements to be trainable (Music2Latent's task is in
-  :mod:`benchmark.training.music2latent_task`).
+  what a codec implements to be trainable. Each model's recipe (task + presets) lives next to
+  the model (:mod:`benchmark.music2latent.recipe`, :mod:`baselines.autoencoders.recipes`) and is
+  imported through the registry's ``"module:function"`` strings only: this package imports no
+  model.
 - :class:`~benchmark.training.data.CropSampler`: deterministic random crops of audio files.
 """
 

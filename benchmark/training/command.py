@@ -13,13 +13,16 @@ A run folder holds ``last.pt``, ``best.pt`` (+ ``best.json``, the completion rec
 ``train_log.csv``, ``valid_log.csv``, ``tensorboard/`` and ``config.yaml``. Its name is
 ``<codec>-<preset>-<hash8>`` where the hash covers the resolved training config, the model
 config overrides and the data identity; a finished run with the same hash is a cache hit and
-returns at once.
+returns at once. Run folders go to the one checkpoints folder, ``<cache>/checkpoints``
+(:mod:`benchmark.checkpoints`), where ``python -m benchmark models`` lists them and codecs find
+them by that short name (``--codec-option checkpoint=music2latent-cpu-1a2b3c4d``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 import yaml
 
+from benchmark.checkpoints import default_checkpoints_dir, short_name
 from benchmark.data.dataset import Dataset
 from benchmark.training.config import TrainConfig, available_train_presets, resolve_train_config
 from benchmark.training.data import CropSampler, TrainingData, resolve_training_data
@@ -80,7 +84,8 @@ def prepare_run(codec: str = "music2latent", preset: str = "cpu", dataset: Datas
                 out_dir: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] | None = None,
                 run_dir: str | Path | None = None, **settings: Any) -> PreparedRun:
     """Resolve config and data, and name the run folder (``run_dir``, or
-    ``<out_dir>/<codec>-<preset>-<hash8>``, ``out_dir`` defaulting to the cache's ``training/``)."""
+    ``<out_dir>/<codec>-<preset>-<hash8>``, ``out_dir`` defaulting to the checkpoints folder
+    :func:`benchmark.checkpoints.default_checkpoints_dir`)."""
     merged = dict(_as_mapping(overrides))
     merged.update(settings)
     config = resolve_train_config(codec, preset, merged)
@@ -88,10 +93,7 @@ def prepare_run(codec: str = "music2latent", preset: str = "cpu", dataset: Datas
     # The validation protocol picks best.pt, so a run selected under another one is not reused.
     run_id = config.hash(codec, data.identity, f"validation-v{VALIDATION_VERSION}")
     if run_dir is None:
-        if out_dir is None:
-            from benchmark.config import default_cache_dir
-            out_dir = default_cache_dir() / "training"
-        run_dir = Path(out_dir) / f"{codec}-{preset}-{run_id[:8]}"
+        run_dir = Path(out_dir if out_dir is not None else default_checkpoints_dir()) / short_name(codec, preset, run_id)
     return PreparedRun(codec, preset, config, data, run_id, Path(run_dir))
 
 
@@ -180,7 +182,8 @@ def train(codec: str = "music2latent", preset: str = "cpu", dataset: Dataset | s
     dataset: a :class:`Dataset` (train split trains, valid validates), ``"builtin"``, a folder
         path or ``"jamendo:ROOT"``; default ``"builtin"``.
     out_dir: parent folder; the run goes to ``<out_dir>/<codec>-<preset>-<hash8>``
-        (default parent: ``<cache>/training``). run_dir: exact run folder instead.
+        (default parent: ``<cache>/checkpoints``, where ``benchmark models`` lists it and codecs
+        find it by that short name). run_dir: exact run folder instead.
     overrides: ``["lr=3e-4", "model.latent_dim=16"]`` or a mapping; ``**settings`` are more
         overrides (``steps=100, batch_size=4``).
     device: ``cpu``, ``cuda`` or None (CUDA if available).
@@ -214,7 +217,9 @@ def _write_yaml(path: Path, data: Any) -> None:
 
 
 def _write_record(run: PreparedRun, result: TrainResult, train_seconds: float) -> None:
-    record = {"run": run.run_id, "codec": run.codec, "preset": run.preset,
+    record = {"name": short_name(run.codec, run.preset, run.run_id), "run": run.run_id,
+              "codec": run.codec, "preset": run.preset,
+              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "train_steps": result.step, "train_seconds": round(train_seconds, 3),
               "wall_seconds_last_session": round(result.seconds, 3),
               "best": result.best, "final_metrics": result.final_metrics,
@@ -241,6 +246,15 @@ def _initial_metrics(run_dir: Path) -> dict[str, float] | None:
 
 
 # -- CLI -------------------------------------------------------------------------------------
+def _name_hint(run: PreparedRun) -> str:
+    """How to use the model by short name, if it is in the default checkpoints folder."""
+    if run.run_dir.parent.resolve() != default_checkpoints_dir().resolve():
+        return ""
+    name = short_name(run.codec, run.preset, run.run_id)
+    return (f"\n  short name: {name} (e.g. `eval --codec {run.codec} --codec-option "
+            f"checkpoint={name}`)")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` sub-command's options to ``parser``."""
     parser.add_argument("--codec", default="music2latent",
@@ -254,7 +268,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per step over all processes (overrides the preset)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default: <cache>/training/<codec>-<preset>-<hash8>)")
+                        help="run folder (default: <cache>/checkpoints/<codec>-<preset>-<hash8>, "
+                             "listed by `python -m benchmark models`)")
     parser.add_argument("--resume", action="store_true", help="continue the unfinished run in the run folder")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -278,7 +293,7 @@ def train_command(args: argparse.Namespace) -> int:
                                 **settings)
         if run.finished():
             if ctx.is_main:
-                print(f"already trained (cache hit): {run.run_dir / 'best.pt'}")
+                print(f"already trained (cache hit): {run.run_dir / 'best.pt'}{_name_hint(run)}")
             return 0
         result = run_training(run, resume=True if args.resume else False,
                               progress=False if args.no_progress else None, ctx=ctx)
@@ -289,7 +304,7 @@ def train_command(args: argparse.Namespace) -> int:
         if ctx is not None:
             ctx.close()
     if ctx.is_main:
-        print(f"trained {result.step} steps in {result.seconds:.1f} s -> {result.best_path}")
+        print(f"trained {result.step} steps in {result.seconds:.1f} s -> {result.best_path}{_name_hint(run)}")
         if result.initial_metrics and result.final_metrics:
             for key in result.final_metrics:
                 before = result.initial_metrics.get(key)

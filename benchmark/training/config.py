@@ -3,8 +3,10 @@
 :class:`TrainConfig` holds everything the generic trainer needs; codec-specific model
 settings live in ``model_preset`` (a preset name of the codec's own config registry) plus the
 ``model`` override dict (e.g. ``{"latent_dim": 32}``). Presets are plain
-dicts in :data:`TRAIN_PRESETS`, keyed by codec and preset name, so baseline autoencoders add
-theirs with :func:`register_train_presets`.
+dicts in :data:`TRAIN_PRESETS`, keyed by codec and preset name; each model's recipe module
+registers its own with :func:`register_train_presets` (Music2Latent's in
+``benchmark/music2latent/recipe.py``, the baseline autoencoders' in
+``baselines/autoencoders/recipes.py``), so this module names no model.
 
 Override syntax (CLI ``--set``): ``steps=2000``, ``lr=3e-4``, ``betas=[0.9,0.99]``,
 ``model.latent_dim=16``, ``loss.p_mean=-0.5`` (values parsed as YAML; numbers are coerced to
@@ -20,8 +22,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "register_train_presets", "available_train_presets",
-           "resolve_train_config", "parse_overrides"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "register_train_presets", "train_presets",
+           "available_train_presets", "resolve_train_config", "parse_overrides"]
 
 
 @dataclasses.dataclass
@@ -150,47 +152,10 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-_M2L_PAPER: dict[str, Any] = {
-    # 800 k iterations of batch 16, RAdam 1e-4, 10 k warm-up, cosine to 1e-6, EMA 0.9999,
-    # validation every "epoch" of 10 k iterations; crops of 64 STFT frames (34 304 samples).
-    "codec": "music2latent", "model_preset": "paper", "crop_frames": 64, "steps": 800_000, "batch_size": 16,
-    "lr": 1e-4, "final_lr": 1e-6, "warmup_steps": 10_000, "ema_decay": 0.9999,
-    "val_every": 10_000, "save_every": 2_000, "val_crops": 256, "val_batch": 8,
-}
-
-_M2L_CPU: dict[str, Any] = {
-    # Sized for ~6-7 minutes on 2 idle CPU cores with the "cpu" model: 0.42 s (0.84 CPU-s)
-    # per step of 8 crops of 64 frames (``python -m benchmark.training.bench --preset cpu``).
-    # The run is ~1000x shorter than the paper's, so the learning rate is 100x higher (1e-3
-    # and 3e-3 learned markedly less in 300-step trials) and the EMA horizon is ~100 steps.
-    # Discretisation curriculum: the paper's exponential one, 0.1^(1 + 2k/K), cut where the
-    # paper's run is at about a quarter of its 800 k iterations (delta 0.1 -> 0.03 instead of
-    # -> 0.001). Run down to 0.001 in 300 steps, the pairs become nearly identical after ~100
-    # steps (the unweighted distance falls from ~18 to ~0.4 while lambda = 1/(sigma_hi -
-    # sigma_lo) grows and the grad norm climbs past 1000) and the model learns much less.
-    # 300-step trials, one seed each (seed-to-seed spread ~0.15 in mel), EMA weights at the
-    # last step, one-step reconstructions of the built-in valid items, mel / MR-STFT distance
-    # (untrained 10.1 / 3.27): delta -> 0.001 6.35 / 2.91, -> 0.01 5.85 / 2.66, -> 0.03
-    # 5.59 / 2.58, constant 0.1 5.59 / 2.58 (constant 0.05, 0.2, 0.3, 1.0 worse). With
-    # constant 0.1, p_mean 0 or 1 and sigma_max 10 did no better; with the full curriculum,
-    # EMA 0.9 and lr 1e-3 / 3e-3 stayed at 6.1-6.4 / 2.8-2.9.
-    # `python scripts/m2l_before_after.py` prints the before/after table on the test items.
-    "codec": "music2latent", "model_preset": "cpu", "crop_frames": 64, "steps": 900, "batch_size": 8,
-    "lr": 1e-2, "final_lr": 1e-4, "warmup_steps": 50, "ema_decay": 0.99,
-    "loss": {"delta_min": 0.03},
-    "val_every": 100, "save_every": 100, "val_crops": 16, "val_batch": 8, "log_every": 10,
-}
-
-_M2L_SMOKE: dict[str, Any] = {
-    # Seconds: proves the whole loop (loss, EMA, validation, checkpoints) runs.
-    "codec": "music2latent", "model_preset": "smoke", "steps": 4, "batch_size": 2,
-    "lr": 1e-3, "final_lr": 1e-4, "warmup_steps": 1, "ema_decay": 0.9,
-    "val_every": 2, "save_every": 2, "val_crops": 2, "val_batch": 2, "log_every": 1,
-}
-
-TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "music2latent": {"paper": _M2L_PAPER, "cpu": _M2L_CPU, "smoke": _M2L_SMOKE},
-}
+#: Training presets by codec, then preset name. Empty until a codec's recipe module registers
+#: its own (:func:`register_train_presets`); :func:`train_presets` imports the recipe of a codec
+#: listed in :data:`benchmark.training.tasks.TASKS` on first use.
+TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def register_train_presets(codec: str, presets: Mapping[str, Mapping[str, Any]]) -> None:
@@ -198,8 +163,21 @@ def register_train_presets(codec: str, presets: Mapping[str, Mapping[str, Any]])
     TRAIN_PRESETS.setdefault(codec, {}).update({k: dict(v) for k, v in presets.items()})
 
 
+def train_presets(codec: str) -> dict[str, dict[str, Any]]:
+    """Training presets of ``codec`` (``{}`` if it has none).
+
+    The presets live in the codec's recipe module (next to the model), which registers them
+    when imported; a codec not registered yet has its recipe imported through the training
+    task registry (:func:`benchmark.training.tasks.load_recipe`), never by name here.
+    """
+    if codec not in TRAIN_PRESETS:
+        from benchmark.training.tasks import load_recipe
+        load_recipe(codec)
+    return TRAIN_PRESETS.get(codec, {})
+
+
 def available_train_presets(codec: str) -> list[str]:
-    return sorted(TRAIN_PRESETS.get(codec, {}))
+    return sorted(train_presets(codec))
 
 
 def parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -221,11 +199,8 @@ def parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None) -> dict
 def resolve_train_config(codec: str, preset: str,
                          overrides: Iterable[str] | Mapping[str, Any] | None = None) -> TrainConfig:
     """Preset ``preset`` of ``codec`` with overrides applied (``model.<field>`` for the model)."""
-    if codec not in TRAIN_PRESETS:  # a task module registers its presets when imported
-        from benchmark.training.tasks import import_task_module
-        import_task_module(codec)
-    presets = TRAIN_PRESETS.get(codec)
-    if presets is None:
+    presets = train_presets(codec)
+    if not presets:
         raise ValueError(f"no training presets for codec {codec!r}; codecs with presets: "
                          f"{', '.join(sorted(TRAIN_PRESETS))}")
     if preset not in presets:

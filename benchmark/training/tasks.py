@@ -3,10 +3,12 @@
 A training task owns a model and knows how to turn a batch of audio crops into a loss and how
 to score the model on a fixed validation set. Everything else (optimiser, schedule, EMA,
 mixed precision, accumulation, DDP, logging, checkpoints, resume) is the trainer's job, so a
-new autoencoder (plain AE, VAE, diffusion AE...) plugs in by writing one task class and
-registering its builder here::
+new autoencoder (plain AE, VAE, diffusion AE...) plugs in by writing a recipe module next to
+its model (a task class, a builder, and its training presets registered at import with
+:func:`~benchmark.training.config.register_train_presets`) and registering the builder's
+import path::
 
-    register_task("my_ae", "baselines.my_ae_training:build_task")
+    register_task("my_ae", "my_pkg.my_ae_recipe:build_task")
 
 A builder has the signature ``build(config: TrainConfig, device: torch.device) -> TrainingTask``
 and must create its parameters from the global torch RNG (the trainer seeds it), so that
@@ -22,8 +24,8 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["Batch", "TrainingTask", "TASKS", "register_task", "available_tasks", "build_task",
-           "example_generators"]
+__all__ = ["Batch", "TrainingTask", "TASKS", "register_task", "load_recipe", "available_tasks",
+           "build_task", "example_generators"]
 
 
 @dataclasses.dataclass
@@ -99,12 +101,15 @@ class TrainingTask(Protocol):
         ...
 
 
+#: Codec name -> ``"module:function"`` of its task builder, imported on first use. A model's
+#: recipe lives next to the model and registers the model's training presets when imported,
+#: so the trainer itself imports no model.
 TASKS: dict[str, str | Callable[..., TrainingTask]] = {
-    "music2latent": "benchmark.training.music2latent_task:build_task",
-    # baseline autoencoders (their module also registers their training presets on import)
-    "spectral_ae": "benchmark.training.baseline_tasks:build_spectral_ae_task",
-    "vae": "benchmark.training.baseline_tasks:build_vae_task",
-    "diffusion_ae": "benchmark.training.baseline_tasks:build_diffusion_ae_task",
+    "music2latent": "benchmark.music2latent.recipe:build_task",
+    # baseline autoencoders (same network and budget, other objectives)
+    "spectral_ae": "baselines.autoencoders.recipes:build_spectral_ae_task",
+    "vae": "baselines.autoencoders.recipes:build_vae_task",
+    "diffusion_ae": "baselines.autoencoders.recipes:build_diffusion_ae_task",
 }
 
 
@@ -113,15 +118,21 @@ def register_task(name: str, target: str | Callable[..., TrainingTask]) -> None:
     TASKS[name] = target
 
 
-def import_task_module(name: str) -> None:
-    """Import the module of task ``name`` (if registered by path), so that it can register
-    its training presets; unknown names and import failures are left to the caller."""
-    target = TASKS.get(name)
+def load_recipe(name: str) -> None:
+    """Import the recipe module of codec ``name`` (registry name or ``"module:function"``
+    path), which registers the codec's training presets.
+
+    Names that are neither registered by path nor an import path are left to the caller (it
+    reports the unknown codec with the known ones); a recipe that fails to import raises
+    ``ValueError`` naming it.
+    """
+    target = TASKS.get(name, name)
     if isinstance(target, str) and ":" in target:
+        module_name = target.split(":", 1)[0]
         try:
-            importlib.import_module(target.split(":", 1)[0])
-        except ImportError:
-            pass
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"training recipe of {name!r}: cannot import {module_name!r} ({exc})") from exc
 
 
 def available_tasks() -> list[str]:

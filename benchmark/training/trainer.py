@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from benchmark.errors import BenchmarkError
 from benchmark.training.checkpoint import (FORMAT, capture_rng, git_commit, load_checkpoint,
                                            restore_rng, save_checkpoint)
 from benchmark.training.config import TrainConfig
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Trainer", "TrainResult", "resolve_precision", "RunMismatchError"]
 
 
-class RunMismatchError(RuntimeError):
+class RunMismatchError(BenchmarkError, RuntimeError):
     """A checkpoint to resume from belongs to a different configuration or data."""
 
 

@@ -14,14 +14,15 @@ import soundfile as sf
 import torch
 import yaml
 
-from baselines._autoencoder import (RegressionLossConfig, deterministic_decode,
-                                    multi_resolution_stft_loss, reconstruction_loss,
-                                    spec_to_wave_differentiable)
-from baselines.diffusion_ae import (DiffusionAECodec, EDMSettings, edm_denoise,
-                                    edm_preconditioning, edm_sample, edm_sigmas,
-                                    network_evaluations)
-from baselines.spectral_ae import SpectralAECodec
-from baselines.vae import GaussianMusic2Latent, VAECodec, kl_divergence
+from baselines.autoencoders.common import (RegressionLossConfig, deterministic_decode,
+                                           multi_resolution_stft_loss, reconstruction_loss,
+                                           spec_to_wave_differentiable)
+from baselines.autoencoders.diffusion_ae import (DiffusionAECodec, EDMSettings, edm_denoise,
+                                                 edm_preconditioning, edm_sample, edm_sigmas,
+                                                 network_evaluations)
+from baselines.autoencoders.recipes import BASELINE_CODECS, BUDGET_KEYS, shared_budget
+from baselines.autoencoders.spectral_ae import SpectralAECodec
+from baselines.autoencoders.vae import GaussianMusic2Latent, VAECodec, kl_divergence
 from benchmark.codecs.protocol import CodecError
 from benchmark.codecs.registry import create_codec
 from benchmark.music2latent.codec import Music2LatentCodec, file_sha256
@@ -29,8 +30,7 @@ from benchmark.music2latent.config import PRESETS, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent, randomize_parameters
 from benchmark.training import train
-from benchmark.training.baseline_tasks import BASELINE_CODECS, BUDGET_KEYS, shared_budget
-from benchmark.training.config import TRAIN_PRESETS, resolve_train_config
+from benchmark.training.config import resolve_train_config, train_presets
 from benchmark.training.tasks import Batch, build_task
 
 RATE = 16000
@@ -86,7 +86,7 @@ def test_decoding_is_deterministic_given_seed():
             randomize_parameters(codec.model, seed=3)  # every path active, same weights for both
             z = codec.encode(audio)
             outs[kind, seed] = (codec.decode(z), codec.decode(z))
-    for key, (a, b) in outs.items():
+    for a, b in outs.values():
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # same codec, same seed: identical
         assert a.abs().max() > 1e-3
     torch.testing.assert_close(outs["spectral_ae", 0][0], outs["spectral_ae", 1][0])
@@ -239,7 +239,7 @@ def test_loss_is_independent_of_batch_splitting():
 
 
 def test_presets_share_music2latents_budget():
-    for preset in TRAIN_PRESETS["music2latent"]:
+    for preset in train_presets("music2latent"):
         reference = resolve_train_config("music2latent", preset)
         for kind in BASELINE_CODECS:
             config = resolve_train_config(kind, preset)
@@ -262,7 +262,7 @@ def test_trained_checkpoint_through_the_codec(tmp_path):
         sf.write(root / f"clip{i}.wav", music_like(1.0, seed=i)[0].numpy(), RATE)
     best = train("vae", "smoke", dataset=str(root), out_dir=tmp_path / "runs", device="cpu",
                  progress=False, tensorboard=False)
-    codec = create_codec("baselines.vae:VAECodec", checkpoint=str(best))
+    codec = create_codec("baselines.autoencoders.vae:VAECodec", checkpoint=str(best))
     steps = shared_budget("smoke")["steps"]
     best_step = torch.load(best, map_location="cpu", weights_only=True)["step"]  # chosen by validation
     assert 0 < best_step <= steps
@@ -317,8 +317,8 @@ def test_ablation_switches_remove_the_expected_parameters():
         return 2 * c + c * 3 * c + 3 * c + c * c + c
 
     per_level = 4  # encoder, decoder, UNet down, UNet up: one block each at the cpu preset
-    assert full - counts["freq_attention"] == sum(per_level * attention(cpu.channels[l])
-                                                  for l in cpu.attention_levels)
+    assert full - counts["freq_attention"] == sum(per_level * attention(cpu.channels[level])
+                                                  for level in cpu.attention_levels)
 
 
 def test_ablations_preset_passes_model_overrides_to_training():

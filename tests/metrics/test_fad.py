@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from benchmark.embeddings.base import EmbeddingBackbone
-from benchmark.metrics.base import MetricError
+from benchmark.metrics.base import MetricError, comparability_problems, format_warning
 from benchmark.metrics.fad import (
+    COMPARABLE_KEYS,
     FAD,
     FADSettingsWarning,
     check_comparable,
@@ -61,27 +62,28 @@ def musicnn_fad(tmp_path_factory):
 
 
 def test_identical_sets_give_zero(musicnn_fad, clips):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # 12 embeddings < 200 dims, on purpose
-        result = musicnn_fad.compute(clips[:4], clips[:4], SR)
+    result = musicnn_fad.compute(clips[:4], clips[:4], SR)  # 8 embeddings < 200 dims, on purpose
     assert result.value == pytest.approx(0.0, abs=1e-6)
 
 
 def test_monotone_growth_with_noise_and_symmetry(musicnn_fad, clips):
     values = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for snr in (30, 15, 0):
-            noisy = [_noisy(c, snr, i) for i, c in enumerate(clips[:3])]
-            values.append(musicnn_fad.compute(clips[:3], noisy, SR, ids=["a", "b", "c"]).value)
-        swapped = musicnn_fad.compute(noisy, clips[:3], SR).value
+    for snr in (30, 15, 0):
+        noisy = [_noisy(c, snr, i) for i, c in enumerate(clips[:3])]
+        values.append(musicnn_fad.compute(clips[:3], noisy, SR, ids=["a", "b", "c"]).value)
+    swapped = musicnn_fad.compute(noisy, clips[:3], SR).value
     assert 0 < values[0] < values[1] < values[2]
     assert swapped == pytest.approx(values[2], rel=1e-6)
 
 
 def test_settings_record_what_the_value_depends_on(musicnn_fad, clips):
-    with pytest.warns(RuntimeWarning, match="rank-deficient"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warnings are data, never raw Python warnings
         result = musicnn_fad.compute(clips[:4], clips[:4], SR, ids=[f"c{i}" for i in range(4)])
+    (warning,) = result.warnings
+    assert warning.startswith("only 8 embeddings for 200 dimensions: covariances are rank-deficient")
+    assert result.settings["warnings"] == [warning] and result.settings["warning"] == warning
+    assert format_warning("fad", warning) == f"warning [fad]: {warning}"
     s = result.settings
     assert s["backbone"] == "musicnn-MTT_musicnn" and s["backbone_dim"] == 200
     assert s["reference_set"] == "mixtures" and len(s["reference_hash"]) == 16
@@ -120,6 +122,7 @@ def test_leave_one_out_contribution_exact_and_finds_the_outlier(clips):
     ids = [f"t{i}" for i in range(6)]
     result = fad.compute(clips, estimates, SR, ids=ids)
     assert max(result.per_item, key=result.per_item.get) == "t4"
+    assert result.warnings == [] and "warning" not in result.settings  # 360 embeddings for 8 dimensions
     # the incremental leave-one-out equals recomputing FAD without the track
     without = fad.compute(clips, estimates[:2] + estimates[3:], SR).value
     assert result.per_item["t2"] == pytest.approx(result.value - without, rel=1e-8, abs=1e-9)
@@ -146,6 +149,10 @@ def test_comparability_warning():
     with pytest.warns(FADSettingsWarning, match="backbone.*clip_seconds|clip_seconds.*backbone"):
         diffs = warn_if_incomparable(a, b)
     assert len(diffs) == 2
+    # the same answer as asking the registry, which also compares the card's version
+    assert comparability_problems("fad", a, b) == diffs
+    assert comparability_problems("fad", dict(a, version="1"), dict(a, version="2")) == ["version: '1' vs '2'"]
+    assert set(COMPARABLE_KEYS) == set(FAD.comparable_on) >= {"reference_hash", "n_reference_clips", "clip_seconds"}
 
 
 def test_bad_input_names_the_clip(clips):

@@ -1,10 +1,11 @@
-"""Training tasks of the baseline autoencoders, and their budget: the same as Music2Latent's.
+"""Training recipes of the baseline autoencoders, and their budget: the same as Music2Latent's.
 
-Three trainable codecs for the generic trainer (listed in :data:`benchmark.training.tasks.TASKS`,
-which imports this module, and with it registers their presets, on first use):
+Three trainable codecs for the generic trainer (listed by import path in
+:data:`benchmark.training.tasks.TASKS`, which imports this module, and with it registers their
+presets, on first use):
 
 =============  ============================================  ===============================
-codec          model (``baselines/``)                         loss
+codec          model (``baselines/autoencoders/``)            loss
 =============  ============================================  ===============================
 spectral_ae    Music2Latent network, deterministic decoder    L1(compressed STFT) + MRSTFT
 vae            + Gaussian posterior (mean, log-variance)      same + kl_weight * KL
@@ -21,8 +22,8 @@ number of crops and the same optimiser schedule. The budget is stored in every c
 
 Model settings use the Music2Latent config (``model_preset`` + ``model`` overrides, e.g.
 ``--set model.latent_dim=16``); loss settings go to ``loss`` (``--set loss.kl_weight=1e-3``;
-fields of :class:`baselines._autoencoder.RegressionLossConfig` for ``spectral_ae``/``vae``,
-of :class:`baselines.diffusion_ae.EDMSettings` for ``diffusion_ae``). All three select
+fields of :class:`baselines.autoencoders.common.RegressionLossConfig` for ``spectral_ae``/``vae``,
+of :class:`baselines.autoencoders.diffusion_ae.EDMSettings` for ``diffusion_ae``). All three select
 ``best.pt`` by the same validation score as Music2Latent (the mel distance on the validation
 crops, :data:`benchmark.training.validation.SELECT_METRIC`).
 """
@@ -36,12 +37,12 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from baselines import diffusion_ae, spectral_ae, vae
-from baselines._autoencoder import (RegressionLossConfig, autoencoder_config_dict,
-                                    deterministic_decode)
+from baselines.autoencoders import diffusion_ae, spectral_ae, vae
+from baselines.autoencoders.common import (RegressionLossConfig, autoencoder_config_dict,
+                                           deterministic_decode)
 from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
-from benchmark.training.config import TRAIN_PRESETS, TrainConfig, register_train_presets
+from benchmark.training.config import TrainConfig, register_train_presets, train_presets
 from benchmark.training.tasks import Batch, example_generators
 from benchmark.training.validation import SELECT_METRIC, validate_in_batches
 
@@ -110,7 +111,7 @@ class AutoencoderTask:
 
 
 class SpectralAETask(AutoencoderTask):
-    """Plain spectral AE: regression loss (:func:`baselines.spectral_ae.spectral_ae_loss`)."""
+    """Plain spectral AE: regression loss (:func:`baselines.autoencoders.spectral_ae.spectral_ae_loss`)."""
 
     name = "spectral_ae"
 
@@ -122,7 +123,7 @@ class SpectralAETask(AutoencoderTask):
 
 
 class VAETask(SpectralAETask):
-    """VAE: regression loss + beta-KL (:func:`baselines.vae.vae_loss`); validates the
+    """VAE: regression loss + beta-KL (:func:`baselines.autoencoders.vae.vae_loss`); validates the
     posterior mean, as the codec encodes."""
 
     name = "vae"
@@ -132,7 +133,7 @@ class VAETask(SpectralAETask):
 
 
 class DiffusionAETask(AutoencoderTask):
-    """Diffusion decoder: EDM loss (:func:`baselines.diffusion_ae.edm_loss`); validates with
+    """Diffusion decoder: EDM loss (:func:`baselines.autoencoders.diffusion_ae.edm_loss`); validates with
     ``settings.val_steps`` steps of ``settings.val_sampler`` from seeded noise."""
 
     name = "diffusion_ae"
@@ -192,11 +193,11 @@ _BUILDERS: dict[str, Callable[[TrainConfig, torch.device], AutoencoderTask]] = {
 def shared_budget(preset: str, reference: str = "music2latent") -> dict[str, Any]:
     """Training preset ``preset`` of ``reference`` without its codec and loss settings:
     the budget every compared model gets."""
-    try:
-        budget = copy.deepcopy(dict(TRAIN_PRESETS[reference][preset]))
-    except KeyError:
+    presets = train_presets(reference)
+    if preset not in presets:
         raise ValueError(f"no training preset {preset!r} for {reference!r}; available: "
-                         f"{sorted(TRAIN_PRESETS.get(reference, {}))}") from None
+                         f"{sorted(presets)}")
+    budget = copy.deepcopy(dict(presets[preset]))
     budget.pop("codec", None)
     budget.pop("loss", None)
     return budget
@@ -211,7 +212,7 @@ def register() -> None:
     for codec in _BUILDERS:
         register_train_presets(codec, {
             preset: {**shared_budget(preset), "codec": codec, "loss": {}}
-            for preset in TRAIN_PRESETS["music2latent"]})
+            for preset in train_presets("music2latent")})
 
 
 register()

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.codecs.protocol import CodecError, CodecInfo, check_latents
-from benchmark.music2latent.codec import SpectralModelCodec, file_sha256
+from benchmark.music2latent.codec import SpectralModelCodec, file_sha256, resolve_checkpoint_option
 from benchmark.music2latent.config import Music2LatentConfig, get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.inference import (DEFAULT_CHUNK_SECONDS, decode_latents,
@@ -244,7 +244,8 @@ class AutoencoderCodec(SpectralModelCodec):
 
     Parameters
     ----------
-    checkpoint: one of our trainer's checkpoints of this baseline (EMA weights used).
+    checkpoint: one of our trainer's checkpoints of this baseline (EMA weights used): a path,
+        a training run folder, or a trained model's short name (``python -m benchmark models``).
     preset: without a checkpoint, a RANDOMLY initialised model of this Music2Latent preset
         (``paper``, ``cpu``, ``smoke``), flagged in ``info``; for pipeline tests only.
     model: Music2LatentConfig field overrides for the random-init model (a checkpoint carries
@@ -278,18 +279,19 @@ class AutoencoderCodec(SpectralModelCodec):
         self.options = dict(options)
         self.training: dict[str, Any] = {}
         if checkpoint is not None:
-            config, weights, meta = load_autoencoder_checkpoint(checkpoint, self.name)
+            path = resolve_checkpoint_option(self.name, checkpoint)
+            config, weights, meta = load_autoencoder_checkpoint(path, self.name)
             net = self.build_model(config)
             try:
                 net.load_state_dict(weights, strict=True)
             except RuntimeError as exc:
-                raise CodecError(f"{self.name}: weights in {checkpoint} do not fit its config: "
+                raise CodecError(f"{self.name}: weights in {path} do not fit its config: "
                                  f"{exc}") from exc
             self.training = {k: meta[k] for k in ("step", "train_seconds", "train", "loss")}
             step = f", step {meta['step']}" if meta.get("step") is not None else ""
-            weights_id = file_sha256(checkpoint)
+            weights_id = file_sha256(path)
             description = (f"{self.description_prefix}, {meta['weights']} weights of "
-                           f"{Path(checkpoint).name}{step}")
+                           f"{path.parent.name}/{path.name}{step}")
             license_ = "see training data"
         else:
             try:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from baselines._autoencoder import AutoencoderCodec, like_model
+from baselines.autoencoders.common import AutoencoderCodec, like_model
 from benchmark.codecs.protocol import CodecError
 from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.model import Music2Latent

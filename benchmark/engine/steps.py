@@ -4,9 +4,9 @@ A stochastic decoder (Music2Latent's consistency sampler, the diffusion-decoder 
 turns the same latents into different audio for different noise seeds, and trades quality for
 network evaluations. :func:`steps_study` measures both on dataset items: every codec spec is
 decoded at every number of ``steps`` with every ``seed`` (latents are computed once per set
-of weights), and every item metric is scored against the original, exactly as the pipeline
-does (reference at the file's native rate, decoded audio resampled to it, lengths aligned by
-:func:`benchmark.metrics.align.align_pair`, channels scored separately and averaged).
+of weights), and every item metric is scored through the engine, exactly as ``run`` and ``eval``
+score (:func:`benchmark.engine.reconstruct.reconstruct`: the same source, alignment policy,
+segments and scorer; this module only builds the grid and summarises it).
 Deterministic codecs in the list are decoded once and reported with ``steps = None`` as flat
 references. Single-pass stochastic decoders (no ``steps`` option, e.g. SNAC, whose decoder
 injects seeded noise) are decoded once per seed, with ``steps = None``: they contribute a
@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import torch
 
-from benchmark.codecs.protocol import Codec
 from benchmark.codecs.registry import create_codec, resolve_factory
-from benchmark.data.audio import read_audio, resample
 from benchmark.data.dataset import Item
+from benchmark.engine.reconstruct import reconstruct
+from benchmark.engine.segments import DEFAULT_SEGMENT_SECONDS
+from benchmark.engine.sources import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, CodecSource
 from benchmark.metrics import ItemMetric, create_metric
-from benchmark.metrics.align import align_pair
 
 __all__ = ["steps_study", "summarize_steps_study", "plot_steps_study", "StudySpec"]
 
@@ -93,21 +92,12 @@ def _metric_objects(metrics: Iterable[str | ItemMetric]) -> list[ItemMetric]:
     return out
 
 
-def _score(metrics: Sequence[ItemMetric], item: Item, reference: np.ndarray, native: int,
-           decoded: np.ndarray, codec_rate: int) -> dict[str, float]:
-    """Mean over channels of every metric (the pipeline's convention)."""
-    estimate = resample(decoded, codec_rate, native)
-    if estimate.shape[0] != reference.shape[0]:
-        raise ValueError(f"{item.id}: decoded {estimate.shape[0]} channels for "
-                         f"{reference.shape[0]} input channels")
-    pairs = [align_pair(r, e, item=item.id)[:2] for r, e in zip(reference, estimate)]
-    return {m.card.name: float(np.mean([m(r, e, native) for r, e in pairs])) for m in metrics}
-
-
 def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
                 steps: Sequence[int] = DEFAULT_STEPS, seeds: Sequence[int] = DEFAULT_SEEDS,
                 metrics: Iterable[str | ItemMetric] = ("si_sdr",), device: str | None = None,
-                progress: bool = False, log: Callable[[str], None] | None = None
+                progress: bool = False, log: Callable[[str], None] | None = None,
+                segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
+                chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
                 ) -> list[dict[str, Any]]:
     """Score every (codec, steps, seed) decoding of ``items``.
 
@@ -121,6 +111,8 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
     steps, seeds: decoding steps and noise seeds to try.
     metrics: item-metric names (``si_sdr``, ``mel_distance``, ``visqol``...) or objects.
     device: passed to codecs that accept it (None: their default).
+    segment_seconds, chunk_seconds, overlap_seconds: the engine's segment and chunk policy
+        (the same defaults as ``run`` and ``eval``).
 
     Returns
     -------
@@ -134,7 +126,6 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
     specs = [StudySpec.of(s) for s in codec_specs]
     if len({s.label for s in specs}) != len(specs):
         raise ValueError(f"steps_study: codec labels must be unique, got {[s.label for s in specs]}")
-    references = {it.id: read_audio(it.path) for it in items}
     rows: list[dict[str, Any]] = []
     bar = None
     if progress:
@@ -151,27 +142,27 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
             grid = [(s, seed) for s in steps for seed in seeds]
         else:  # a single-pass stochastic decoder: only the noise seed varies
             grid = [(None, seed) for seed in seeds]
-        latents: dict[tuple[str, str], torch.Tensor] = {}
+        latents: dict = {}  # encoding does not depend on the decoding steps or seed
         for n_steps, seed in grid:
             extra = {} if n_steps is None else {"steps": n_steps}
-            codec = (first if seed is None
-                     else create_codec(spec.name, **options, **extra, seed=seed))
+            codec = first if seed is None else create_codec(spec.name, **options, **extra, seed=seed)
             if log is not None:
-                log(f"[steps study] {spec.label}: steps={n_steps} seed={seed} "
-                    f"(nfe={codec.info.decode_steps})")
-            for item in items:
-                reference, native = references[item.id]
-                decoded = _decode(codec, item, latents)
-                scores = _score(metric_objs, item, reference, native, decoded,
-                                codec.info.sample_rate)
+                log(f"[steps study] {spec.label}: steps={n_steps} seed={seed} (nfe={codec.info.decode_steps})")
+            source = CodecSource(codec, spec.label, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                                 device=options.get("device", "cpu"), latent_memo=latents)
+            outcome = reconstruct(source, list(items), metric_objs, segment_seconds=segment_seconds)
+            for result in outcome.results:
+                if not result.ok:
+                    raise RuntimeError(f"steps study: {spec.label} (steps={n_steps}, seed={seed}) failed on "
+                                       f"{result.error}")
                 for m in metric_objs:
                     rows.append({
                         "codec": spec.label, "codec_name": spec.name, "codec_id": codec.identity,
                         "weights_id": codec.info.weights_id, "stochastic": codec.info.stochastic,
                         "steps": n_steps, "nfe": codec.info.decode_steps, "seed": seed,
-                        "item": item.id, "split": item.split, "metric": m.card.name,
+                        "item": result.item.id, "split": result.item.split, "metric": m.card.name,
                         "unit": m.card.unit, "higher_is_better": m.card.higher_is_better,
-                        "value": scores[m.card.name]})
+                        "value": result.values[m.card.name]})
                 if bar is not None:
                     bar.update(1)
     if bar is not None:
@@ -186,17 +177,6 @@ def _accepts_steps(name: str) -> bool:
     except (TypeError, ValueError):
         return True  # cannot tell: keep the iterative protocol
     return "steps" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _decode(codec: Codec, item: Item, cache: dict[tuple[str, str], torch.Tensor]) -> np.ndarray:
-    """Decode ``item`` with ``codec``; latents are cached per (weights, item): encoding does not
-    depend on the decoding steps or seed."""
-    key = (codec.info.weights_id, item.id)
-    with torch.inference_mode():
-        if key not in cache:
-            audio, _ = read_audio(item.path, sample_rate=codec.info.sample_rate)
-            cache[key] = codec.encode(torch.from_numpy(audio))
-        return codec.decode(cache[key]).float().cpu().numpy()
 
 
 def summarize_steps_study(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -2,13 +2,13 @@
 
 The encoder, latents (tanh-bounded, same rate and dimension), decoder pyramid and UNet are
 Music2Latent's; the UNet is run once, deterministically, at ``sigma_max`` on a zero input
-(:func:`baselines._autoencoder.deterministic_decode`), and the whole network is trained end to
-end by L1 on the alpha/beta-compressed complex spectrogram plus a multi-resolution STFT loss on
-the waveform (:func:`baselines._autoencoder.reconstruction_loss`). It answers: what does
-consistency training add over plain regression with the identical network and budget?
+(:func:`baselines.autoencoders.common.deterministic_decode`), and the whole network is trained
+end to end by L1 on the alpha/beta-compressed complex spectrogram plus a multi-resolution STFT
+loss on the waveform (:func:`baselines.autoencoders.common.reconstruction_loss`). It answers:
+what does consistency training add over plain regression with the identical network and budget?
 
 Training: ``python -m benchmark train --codec spectral_ae --preset cpu`` (the task is
-:class:`benchmark.training.baseline_tasks.SpectralAETask`).
+:class:`baselines.autoencoders.recipes.SpectralAETask`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from baselines._autoencoder import (AutoencoderCodec, RegressionLossConfig, deterministic_decode,
-                                    reconstruction_loss)
+from baselines.autoencoders.common import (AutoencoderCodec, RegressionLossConfig,
+                                           deterministic_decode, reconstruction_loss)
 from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent
@@ -44,7 +44,7 @@ class SpectralAECodec(AutoencoderCodec):
 
     Options: ``checkpoint`` or ``preset`` (+ ``model`` overrides, random init, flagged),
     ``steps`` (must be 1), ``seed`` (random-init seed), ``device``, ``chunk_seconds``; see
-    :class:`baselines._autoencoder.AutoencoderCodec`.
+    :class:`baselines.autoencoders.common.AutoencoderCodec`.
     """
 
     name = "spectral_ae"

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._autoencoder import (AutoencoderCodec, RegressionLossConfig, deterministic_decode,
-                                    reconstruction_loss)
+from baselines.autoencoders.common import (AutoencoderCodec, RegressionLossConfig,
+                                           deterministic_decode, reconstruction_loss)
 from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent
@@ -96,7 +96,7 @@ def vae_loss(model: GaussianMusic2Latent, frontend: SpectralFrontend, spec: torc
 class VAECodec(AutoencoderCodec):
     """The VAE as a codec: latents are posterior means; deterministic one-pass decoder.
 
-    Options as :class:`baselines.spectral_ae.SpectralAECodec` (``steps`` must be 1).
+    Options as :class:`baselines.autoencoders.spectral_ae.SpectralAECodec` (``steps`` must be 1).
     """
 
     name = "vae"
