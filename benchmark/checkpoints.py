@@ -11,8 +11,9 @@ codec with a ``train:`` section), is a run folder in ONE place, :func:`default_c
 The folder's name is the model's **short name** ``<codec>-<preset>-<hash8>``
 (:func:`short_name`), ``hash8`` being the first 8 hex digits of the run hash, a hash of the
 resolved training config, the data identity and the validation protocol. The same recipe on the
-same data always gets the same name (so ``run`` reuses a model trained by ``train`` and vice
-versa: the trainer returns a finished run at once), and any change to either gets another one.
+same data always gets the same name, and any change to either gets another one; so ``run``,
+which trains into the same folder (``<its cache>/checkpoints``), reuses a model that ``train``
+made from the same data, and vice versa (the trainer returns a finished run at once).
 
 ``best.json``, written when a run finishes, is the sidecar of ``best.pt`` that the listing reads:
 codec, preset, steps, training time, the validation metric that selected ``best.pt`` and its

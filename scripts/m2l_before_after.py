@@ -11,9 +11,10 @@ every item of a held-out split (default ``test``) with
 - **trained**: the run's EMA weights (``best.pt``, as the benchmark uses; ``--which last``
   for the last step),
 
-both with one consistency step from a fixed decoding seed, exactly as the benchmark codes an
-item: read at the native rate, resample (soxr VHQ) to the codec's rate, encode, decode,
-resample back, trim both to the shorter length. Scores per item, then the mean with a
+both with one consistency step from a fixed decoding seed, scored through the benchmark's own
+engine (:func:`benchmark.engine.reconstruct.reconstruct`: the same source, alignment policy,
+segments and scorer as ``run`` and ``eval``, so the trained row equals ``run all``'s numbers).
+Scores per item, then the mean with a
 percentile bootstrap 95 % interval over items, and the paired trained - untrained difference
 with its interval and a paired-bootstrap p-value:
 
@@ -53,25 +54,49 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.data.audio import read_audio, resample  # noqa: E402
-from benchmark.metrics.align import align_pair  # noqa: E402
-from benchmark.metrics.sisdr import si_sdr  # noqa: E402
-from benchmark.metrics.spectral import mel_distance, mrstft_distance  # noqa: E402
+from benchmark.codecs.protocol import Codec, CodecInfo  # noqa: E402
+from benchmark.codecs.registry import create_codec  # noqa: E402
+from benchmark.engine.reconstruct import reconstruct  # noqa: E402
+from benchmark.engine.sources import CodecSource  # noqa: E402
+from benchmark.metrics import ItemMetric, MetricCard, create_metric  # noqa: E402
 from benchmark.music2latent.codec import Music2LatentCodec  # noqa: E402
 from benchmark.music2latent.config import Music2LatentConfig  # noqa: E402
 from benchmark.music2latent.model import Music2Latent  # noqa: E402
 from benchmark.probes.stats import bootstrap_interval, paired_bootstrap  # noqa: E402
 from benchmark.training.validation import log_spectral_distance, lsd_n_fft  # noqa: E402
 
-#: name -> (function(reference, estimate, rate) -> float, higher_is_better)
-METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, int], float], bool]] = {
-    "si_sdr": (lambda r, e, sr: si_sdr(r, e), True),
-    "mel_distance": (mel_distance, False),
-    "mrstft_distance": (mrstft_distance, False),
-    "lsd": (lambda r, e, sr: float(log_spectral_distance(torch.from_numpy(r)[None], torch.from_numpy(e)[None],
-                                                         min(lsd_n_fft(sr), 2 ** int(np.log2(r.size))))[0]),
-            False),
-}
+
+class LogSpectralDistance(ItemMetric):
+    """The trainer's validation LSD as an item metric (dB, lower is better), for this study only."""
+
+    card = MetricCard(name="lsd", unit="dB", higher_is_better=False, convention="benchmark.training.validation",
+                      implementation="scripts/m2l_before_after.py", version="1")
+
+    def __call__(self, reference, estimate, sample_rate):
+        n_fft = min(lsd_n_fft(sample_rate), 2 ** int(np.log2(reference.size)))
+        return float(log_spectral_distance(torch.from_numpy(reference)[None], torch.from_numpy(estimate)[None],
+                                           n_fft)[0])
+
+
+class SilenceCodec(Codec):
+    """The all-zero estimate (an anchor: what silence scores)."""
+
+    def __init__(self, sample_rate: int = 44100) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self.info = CodecInfo(name="silence", sample_rate=sample_rate, latent_dim=1, latent_rate_hz=float(sample_rate))
+
+    def encode(self, audio):
+        return audio[:, None, :]
+
+    def decode(self, latents):
+        return torch.zeros_like(latents[:, 0, :])
+
+
+#: metric name -> (metric object, higher_is_better)
+METRICS: dict[str, tuple[ItemMetric, bool]] = {
+    name: (metric, metric.card.higher_is_better) for name, metric in
+    ((n, create_metric(n)) for n in ("si_sdr", "mel_distance", "mrstft_distance"))}
+METRICS["lsd"] = (LogSpectralDistance(), False)
 
 
 def untrained_checkpoint(config: Music2LatentConfig, seed: int, path: Path) -> Path:
@@ -84,30 +109,17 @@ def untrained_checkpoint(config: Music2LatentConfig, seed: int, path: Path) -> P
     return path
 
 
-def score_items(code: Callable[[np.ndarray, int], np.ndarray], items: list) -> dict[str, np.ndarray]:
-    """Code every item with ``code(audio [channels, samples], rate) -> audio`` and score it
-    as the pipeline does (per channel at the native rate, then the mean over channels).
-    Returns ``{metric: [n_items]}``."""
-    scores: dict[str, list[float]] = {name: [] for name in METRICS}
-    for item in items:
-        reference, native = read_audio(item.path)
-        estimate = code(reference, native)
-        pairs = [align_pair(r, e, item=item.id)[:2] for r, e in zip(reference, estimate)]
-        for name, (fn, _) in METRICS.items():
-            scores[name].append(float(np.mean([fn(r, e, native) for r, e in pairs])))
-    return {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
-
-
-def codec_coder(codec: Music2LatentCodec) -> Callable[[np.ndarray, int], np.ndarray]:
-    rate = codec.info.sample_rate
-
-    def code(audio: np.ndarray, native: int) -> np.ndarray:
-        x = torch.from_numpy(resample(audio, native, rate))
-        with torch.no_grad():
-            y = codec.decode(codec.encode(x)).cpu().numpy()
-        return resample(y, rate, native)
-
-    return code
+def score_items(codec: Codec, items: list, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Every item through ``codec`` and the engine; returns ``{metric: [n_items]}`` (NaN where
+    an item failed: the failure is printed)."""
+    outcome = reconstruct(CodecSource(codec, codec.info.name, device=device), items, [m for m, _ in METRICS.values()],
+                          segment_seconds=30.0)
+    for result in outcome.results:
+        if not result.ok:
+            print(f"warning: {codec.info.name}: {result.error}", file=sys.stderr)
+    by_id = {r.item.id: r for r in outcome.results}
+    return {name: np.array([by_id[it.id].values.get(name, np.nan) if it.id in by_id and by_id[it.id].ok else np.nan
+                            for it in items], dtype=np.float64) for name in METRICS}
 
 
 def _weighted_mean(values: np.ndarray) -> Callable[[np.ndarray | None], Any]:
@@ -203,11 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         init = untrained_checkpoint(config, train_seed, Path(tmp) / "untrained.pt")
         codecs = {"untrained": Music2LatentCodec(checkpoint=str(init), seed=args.seed, device=args.device),
                   "trained": Music2LatentCodec(checkpoint=str(checkpoint), seed=args.seed, device=args.device)}
-        results = {name: score_items(codec_coder(codec), items) for name, codec in codecs.items()}
+        results = {name: score_items(codec, items, args.device) for name, codec in codecs.items()}
     rate = config.sample_rate
     if args.anchors:
-        results["silence"] = score_items(lambda a, sr: np.zeros_like(a), items)
-        results["band-limit"] = score_items(lambda a, sr: resample(resample(a, sr, rate), rate, sr), items)
+        results["silence"] = score_items(SilenceCodec(rate), items)
+        results["band-limit"] = score_items(create_codec("identity", sample_rate=rate), items)
 
     systems = list(results)
     rows = summarise(results, "untrained", "trained")

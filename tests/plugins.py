@@ -63,6 +63,7 @@ class CroppingCodec(CountingCodec):
 
     def __init__(self, sample_rate: int = 16000, crop: int = 100) -> None:
         super().__init__(sample_rate=sample_rate)
+        self._config["crop"] = crop
         self.crop = crop
         self.info = CodecInfo(name="cropping", sample_rate=sample_rate, latent_dim=1,
                               latent_rate_hz=float(sample_rate))
@@ -142,3 +143,54 @@ class DelayCodec(CountingCodec):
     def decode(self, latents):
         audio = super().decode(latents)
         return torch.nn.functional.pad(audio, (self.delay, 0))[:, : audio.shape[1]]
+
+
+class LateCrashCodec(CountingCodec):
+    """Raises on every call after its first ``after`` encode calls (a codec that dies mid-item,
+    when some of the item's chunks were already decoded)."""
+
+    def __init__(self, sample_rate: int = 16000, after: int = 10) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config["after"] = after
+        self.after = after
+        self.calls = 0
+
+    def encode(self, audio):
+        self.calls += 1
+        if self.calls > self.after:
+            raise CodecError(f"crashed on call {self.calls}")
+        return super().encode(audio)
+
+
+from benchmark.embeddings.base import EmbeddingBackbone  # noqa: E402  (appended section)
+
+
+class BandEnergyBackbone(EmbeddingBackbone):
+    """Cheap deterministic FAD backbone for pipeline tests: per 0.1 s frame at 8 kHz, log energy
+    in 8 FFT bands (no weights, no downloads)."""
+
+    name = "band-energy"
+    sample_rate = 8000
+    dim = 8
+    patch_seconds = 0.1
+
+    def embed_at_rate(self, audio):
+        frames = audio[: audio.size // 800 * 800].reshape(-1, 800)
+        spec = np.abs(np.fft.rfft(frames, axis=1))[:, 1:401] ** 2
+        return np.log10(spec.reshape(len(frames), 8, 50).sum(2) + 1e-6).astype(np.float32)
+
+
+class ChunkOffsetCodec(CountingCodec):
+    """Identity plus ``step`` x (its call index): every decoded sample tells which codec call
+    (chunk) it came from, so a cross-fade can be checked sample by sample."""
+
+    def __init__(self, sample_rate: int = 16000, step: float = 0.01) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config["step"] = step
+        self.step = step
+        self.calls = 0
+
+    def decode(self, latents):
+        audio = super().decode(latents) + self.step * self.calls
+        self.calls += 1
+        return audio

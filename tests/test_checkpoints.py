@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 
@@ -34,8 +35,6 @@ def trained(tmp_path_factory):
         sf.write(music / f"clip{i}.wav", (0.3 * y).astype(np.float32), RATE)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCHMARK_CACHE", str(root / "cache"))
-        import argparse
-
         parser = argparse.ArgumentParser()
         add_train_arguments(parser)
         args = parser.parse_args(["--codec", "music2latent", "--preset", "smoke", "--data", str(music),

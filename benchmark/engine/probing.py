@@ -26,7 +26,7 @@ PROBE_CACHE_VERSION = "2"
 def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
     """Probe every task x codec x representation x head from cached embeddings."""
     from benchmark.probes import ProbeConfig, ProbePredictions, paired_test, run_probe
-    from tasks import create_task
+    from benchmark.probes.probe import create_task  # the task registry, resolved by path
 
     config = pipe.config
     probe_config = ProbeConfig(**config.probe)

@@ -93,13 +93,14 @@ class StageTimer:
 
 def build_metrics(names: list[str], options: dict[str, dict], *, cache_dir: Path | None, reference_name: str,
                   workers: int) -> list[ItemMetric | SetMetric]:
-    """Build metrics by registry name; set metrics get the embedding cache and reference name."""
+    """Build metrics by registry name; set metrics get the embedding cache (none if ``cache_dir``
+    is None) and reference name."""
     out = []
     for name in names:
         opts = dict(options.get(name, {}))
         factory = resolve(METRICS, name, "metric", MetricError)
-        if _accepts(factory, "cache") and cache_dir is not None:
-            opts.setdefault("cache", str(cache_dir / "embeddings"))
+        if _accepts(factory, "cache"):  # eval --no-cache: no cache at all, not the metric's default folder
+            opts.setdefault("cache", str(cache_dir / "embeddings") if cache_dir is not None else False)
         if _accepts(factory, "reference_name"):
             opts.setdefault("reference_name", reference_name)
         if _accepts(factory, "workers"):

@@ -111,6 +111,7 @@ class ChunkedCoder:
         self.tail_w = np.zeros(0, np.float32)
         self.closed = False
         self.offset = 0  # codec-rate sample index of buf[0]
+        self.gap = 0  # codec-rate samples no chunk covered (zero-filled)
 
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         self.buf = np.concatenate([self.buf, x], axis=1) if self.buf.shape[1] else np.asarray(x, np.float32)
@@ -126,7 +127,7 @@ class ChunkedCoder:
         y = self.code(self.buf[:, :n], self.offset)
         if self.delay:
             y = y[:, self.delay:]
-            self.facts.delay_removed += self.delay
+            self.facts.delay_removed = self.delay  # per chunk, as AlignFacts states it
         span = max(n, y.shape[1]) if final else n
         length = min(y.shape[1], span)
         present = np.zeros(span, np.float32)
@@ -155,7 +156,7 @@ class ChunkedCoder:
             self.tail_sum, self.tail_w = num[:, keep:n].copy(), den[keep:n].copy()
         gap = int(np.count_nonzero(den[:keep] <= 0))
         if gap:  # a chunk came back far shorter than the overlap can cover: silence, counted
-            self.facts.gap += gap
+            self.gap += gap
         out = np.where(den[:keep] > 0, num[:, :keep] / np.maximum(den[:keep], 1e-12), 0.0).astype(np.float32)
         advance = n if final else n - ov
         self.buf = self.buf[:, advance:]
@@ -275,6 +276,10 @@ class CodecSource(Source):
             while pending and aligner.ready(pending[0].samples):
                 ref = pending.popleft()
                 yield Piece(ref, aligner.take(ref.samples, last=ref.last))
+        if coder.gap:  # zero-filled samples inside the signal are missing audio too (rules 3 and 4)
+            gap = int(round(coder.gap * down.rate_in / self.rate))
+            aligner.facts.gap += gap
+            aligner.facts.padded += gap
         stream.facts = aligner.finish(name)
 
 

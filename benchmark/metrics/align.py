@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmark.metrics.base import MetricError
 
-POLICY_VERSION = "2"
+POLICY_VERSION = "3"  # 3: zero-filled chunk gaps count as padded and not as delivered
 CLIP_LEVEL = 0.999
 SILENCE_DBFS = -90.0
 MIN_ESTIMATE_FRACTION = 0.5
@@ -72,6 +72,8 @@ class AlignFacts:
         out = []
         if self.padded:
             out.append(f"estimate {self.padded / sample_rate:.3f} s short: zero-padded (scored as silence)")
+        if self.gap:
+            out.append(f"{self.gap / sample_rate:.3f} s of it inside the signal, where no codec chunk reached")
         if self.cut:
             out.append(f"{self.cut / sample_rate:.3f} s of extra estimate cut")
         if self.delay_removed:
@@ -148,10 +150,10 @@ class StreamAligner:
     def finish(self, name: str) -> AlignFacts:
         """Apply rule 4 (``name`` goes into the error) and return the facts."""
         facts = self.facts
-        delivered = facts.estimate_samples - facts.cut
+        delivered = facts.estimate_samples - facts.cut - facts.gap  # zero-filled gaps were not delivered
         if facts.reference_samples and delivered < MIN_ESTIMATE_FRACTION * facts.reference_samples:
             raise AlignmentError(
-                f"{name}: the estimate has {facts.estimate_samples} samples for a reference of "
+                f"{name}: the estimate has {delivered} samples for a reference of "
                 f"{facts.reference_samples} (< {MIN_ESTIMATE_FRACTION:.0%}); a wrong sample rate or a "
                 "truncating codec - this item is an error, not a score")
         return facts

@@ -180,11 +180,15 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 TASK_FACTORY = "tasks:create_task"
 
 
+def create_task(name: str, **options: Any):
+    """Task ``name`` (registry name or ``"module:Class"``) from the task registry
+    (:data:`TASK_FACTORY`, resolved lazily)."""
+    from benchmark.lazy import resolve
+    return resolve({}, TASK_FACTORY, "task registry", ProbeError)(name, **options)
+
+
 def _resolve_task(task):
-    if isinstance(task, str):
-        from benchmark.lazy import resolve
-        return resolve({}, TASK_FACTORY, "task registry", ProbeError)(task)
-    return task
+    return create_task(task) if isinstance(task, str) else task
 
 
 def _split(items: Sequence[Item], task_name: str) -> dict[str, list[Item]]:

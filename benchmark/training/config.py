@@ -201,8 +201,9 @@ def resolve_train_config(codec: str, preset: str,
     """Preset ``preset`` of ``codec`` with overrides applied (``model.<field>`` for the model)."""
     presets = train_presets(codec)
     if not presets:
-        raise ValueError(f"no training presets for codec {codec!r}; codecs with presets: "
-                         f"{', '.join(sorted(TRAIN_PRESETS))}")
+        from benchmark.training.tasks import available_tasks
+        raise ValueError(f"no training presets for codec {codec!r}; trainable codecs: "
+                         f"{', '.join(sorted(set(available_tasks()) | set(TRAIN_PRESETS)))}")
     if preset not in presets:
         raise ValueError(f"unknown training preset {preset!r} for {codec}; available: "
                          f"{', '.join(sorted(presets))}")

@@ -14,10 +14,10 @@ import torch
 from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.consistency import curriculum_delta
 from benchmark.music2latent.model import Music2Latent
+from benchmark.music2latent.recipe import build_task
 from benchmark.training import command, train
 from benchmark.training.checkpoint import inference_weights, load_checkpoint
 from benchmark.training.command import add_train_arguments, prepare_run, train_command
-from benchmark.music2latent.recipe import build_task
 from benchmark.training.config import resolve_train_config
 from benchmark.training.tasks import Batch
 
