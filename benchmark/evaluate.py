@@ -73,7 +73,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
                         help=f"codec mode: cross-faded overlap of consecutive codec calls "
                              f"(default {DEFAULT_OVERLAP_SECONDS:g}, as `run`)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="evaluate only the first N seconds of every file")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="evaluate only the first N seconds of every file")
     parser.add_argument("--failure-policy", choices=("common", "worst"), default="common",
                         help="summaries over the files scored (common) or failed files as the worst value (worst)")
     parser.add_argument("--device", default="cpu", help="codec device (cpu, cuda, ...)")
@@ -147,7 +148,8 @@ def pair_folders(reference: Path, decoded: Path) -> tuple[list, dict[str, Path |
             raise EvalError(f"{folder}: not a folder")
     refs, notes = index(reference)
     decs, dup = index(decoded)
-    notes += dup + [f"{decs[k]}: no reference file {k}.* under {reference}; ignored" for k in sorted(set(decs) - set(refs))]
+    notes += dup + [f"{decs[k]}: no reference file {k}.* under {reference}; ignored"
+                    for k in sorted(set(decs) - set(refs))]
     items = [Item(id=refs[k].relative_to(reference).as_posix(), path=refs[k], split="test") for k in sorted(refs)]
     return items, {it.id: decs.get(k) for it, k in zip(items, sorted(refs))}, notes
 
@@ -165,7 +167,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
     codec_mode = args.codec is not None or args.audio is not None
     if codec_mode == (args.reference is not None or args.decoded is not None):
-        raise EvalError("give either --codec NAME --audio DIR (codec mode) or --reference DIR --decoded DIR (paired mode)")
+        raise EvalError("give either --codec NAME --audio DIR (codec mode) or --reference DIR --decoded DIR "
+                        "(paired mode)")
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not names:
         raise EvalError("--metrics is empty")

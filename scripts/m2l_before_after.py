@@ -160,7 +160,8 @@ def print_table(rows: list[dict[str, Any]], systems: list[str], before: str, aft
         arrow = "(higher better)" if row["higher_is_better"] else "(lower better)"
         d = row["delta"]
         line = f"{row['metric']:16s}" + "".join(f"{cell(row[s]):>30s}" for s in systems)
-        line += f"{d['delta']:+10.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3f}  {row['verdict']} {arrow}"
+        line += (f"{d['delta']:+10.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3f}  "
+                 f"{row['verdict']} {arrow}")
         print(line)
 
 

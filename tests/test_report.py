@@ -169,3 +169,37 @@ def test_stored_fad_warning_is_marked_and_listed(fad_runs, tmp_path):
 def test_missing_run_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ReportError, match="results.csv"):
         build_report([tmp_path / "nope"], tmp_path / "out")
+
+
+def test_report_of_two_real_runs_with_different_fad_reference_sets_warns(tmp_path):
+    """Two `run reconstruction` invocations on different folders (6 clips vs the same 6 twice):
+    the FAD reference sets differ, and the report says so; one run alone does not warn."""
+    import soundfile as sf
+
+    from benchmark.config import CodecSpec, DatasetSpec, RunConfig
+    from benchmark.engine.run import Pipeline
+
+    sr, rng = 16000, np.random.default_rng(0)
+    six, twice = tmp_path / "six", tmp_path / "twice"
+    for folder in (six, twice):
+        folder.mkdir()
+    for i in range(6):
+        clip = (0.2 * np.sin(2 * np.pi * 220 * (i + 1) * np.arange(sr) / sr)
+                + 0.02 * rng.standard_normal(sr)).astype(np.float32)
+        sf.write(six / f"c{i}.wav", clip, sr)
+        sf.write(twice / f"c{i}.wav", clip, sr)
+        sf.write(twice / f"d{i}.wav", clip, sr)
+    runs = []
+    for folder in (six, twice):
+        cfg = RunConfig(preset=folder.name, dataset=DatasetSpec(name="folder", root=str(folder)),
+                        codecs=[CodecSpec(name="lowpass")], metrics=["si_sdr", "fad"], tasks=[],
+                        metric_options={"fad": {"backbone": "tests.plugins:BandEnergyBackbone"}})
+        runs.append(Pipeline(cfg, tmp_path / "results", tmp_path / "cache", progress=False,
+                             log=lambda m: None).run())
+    alone = (runs[0] / "report" / "report.md").read_text()
+    assert "computed under different settings" not in alone
+    build_report(runs, tmp_path / "both")
+    text = (tmp_path / "both" / "report.md").read_text()
+    fad_lines = [line for line in text.splitlines() if "different settings" in line and "fad" in line]
+    assert fad_lines and "reference_hash" in fad_lines[0] and "n_reference_clips" in fad_lines[0]
+    assert not any("si_sdr" in line and "different settings" in line for line in text.splitlines())

@@ -40,8 +40,9 @@ from torch import nn
 from baselines.autoencoders import diffusion_ae, spectral_ae, vae
 from baselines.autoencoders.common import (RegressionLossConfig, autoencoder_config_dict,
                                            deterministic_decode)
-from benchmark.music2latent.config import Music2LatentConfig, get_preset
+from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.frontend import SpectralFrontend
+from benchmark.music2latent.recipe import model_config_for  # same network and crop handling
 from benchmark.training.config import TrainConfig, register_train_presets, train_presets
 from benchmark.training.tasks import Batch, example_generators
 from benchmark.training.validation import SELECT_METRIC, validate_in_batches
@@ -152,31 +153,23 @@ class DiffusionAETask(AutoencoderTask):
 
 
 # -- builders (registered in benchmark.training.tasks.TASKS) ---------------------------------
-def _model_config(config: TrainConfig) -> Music2LatentConfig:
-    model_config = get_preset(config.model_preset, **config.model)
-    if config.crop_frames is not None:
-        try:
-            model_config = model_config.replace(crop_frames=config.crop_frames)
-        except ValueError as exc:
-            raise ValueError(f"training crop_frames={config.crop_frames}: {exc}") from None
-    return model_config
 
 
 def build_spectral_ae_task(config: TrainConfig, device: torch.device) -> SpectralAETask:
-    mc = _model_config(config)
+    mc = model_config_for(config)
     return SpectralAETask(spectral_ae.build_model(mc), mc,
                           RegressionLossConfig.from_mapping(config.loss), device,
                           config.val_seed, config.val_batch)
 
 
 def build_vae_task(config: TrainConfig, device: torch.device) -> VAETask:
-    mc = _model_config(config)
+    mc = model_config_for(config)
     return VAETask(vae.build_model(mc), mc, RegressionLossConfig.from_mapping(config.loss), device,
                    config.val_seed, config.val_batch)
 
 
 def build_diffusion_ae_task(config: TrainConfig, device: torch.device) -> DiffusionAETask:
-    mc = _model_config(config)
+    mc = model_config_for(config)
     return DiffusionAETask(diffusion_ae.build_model(mc), mc,
                            diffusion_ae.EDMSettings.from_mapping(config.loss), device,
                            config.val_seed, config.val_batch)

@@ -141,13 +141,11 @@ def _format_for(path: Path) -> str:
     return {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
 
 
-def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_hash(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes (:func:`benchmark.provenance.file_sha256`)."""
+    from benchmark.provenance import file_sha256
+
+    return file_sha256(path)
 
 
 def array_hash(audio: np.ndarray) -> str:

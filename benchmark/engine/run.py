@@ -149,7 +149,7 @@ def score_sources(sources: list[tuple[Source, dict[str, Any]]], items: list[Item
         with timer.stage("set metrics", len(common)):
             set_metrics(outcomes, common, log=log)
     summaries = summary_rows(outcomes, metrics, ids, policy=failure_policy, seed=seed, segment_seconds=segment_seconds)
-    for (source, columns), outcome in zip(sources, outcomes):
+    for (_, columns), outcome in zip(sources, outcomes):
         for row in summaries[outcome.label]:
             store.add(**columns, stage="reconstruction", **row)
             for warning in row["settings"].get("warnings", []) if isinstance(row["settings"], dict) else []:

@@ -325,7 +325,8 @@ class FolderSource(Source):
                 block = next(decoded)
                 fifo.push(block.audio, last=block.last)
             estimate = fifo.pop(fifo.size if (segment.last or fifo.size < segment.samples) else segment.samples)
-            aligner.push(np.repeat(estimate, repeat, axis=0) if repeat > 1 else estimate, last=fifo.closed and not fifo.size)
+            aligner.push(np.repeat(estimate, repeat, axis=0) if repeat > 1 else estimate,
+                         last=fifo.closed and not fifo.size)
             if segment.last:
                 for block in decoded:  # count what the decoded file has beyond the reference
                     fifo.push(block.audio, last=block.last)

@@ -27,11 +27,11 @@ the engine applies it once (:class:`StreamAligner`), and every metric card refer
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 import numpy as np
 
+from benchmark.data.audio import ResampleFifo
 from benchmark.metrics.base import MetricError
 
 POLICY_VERSION = "3"  # 3: zero-filled chunk gaps count as padded and not as delivered
@@ -98,11 +98,14 @@ class StreamAligner:
 
     def __init__(self, channels: int) -> None:
         self.channels = channels
-        self._pieces: collections.deque[np.ndarray] = collections.deque()
-        self.size = 0
+        self._queue = ResampleFifo(channels, 1, 1)  # equal rates: a plain sample queue
         self.closed = False
         self._reference_done = False
         self.facts = AlignFacts()
+
+    @property
+    def size(self) -> int:
+        return self._queue.size
 
     def push(self, block: np.ndarray, last: bool = False) -> None:
         block = np.asarray(block, dtype=np.float32)
@@ -112,8 +115,7 @@ class StreamAligner:
         if self._reference_done:
             self.facts.cut += block.shape[1]
         elif block.shape[1]:
-            self._pieces.append(block)
-            self.size += block.shape[1]
+            self._queue.push(block)
         self.closed = self.closed or last
 
     def ready(self, samples: int) -> bool:
@@ -122,29 +124,18 @@ class StreamAligner:
 
     def take(self, samples: int, last: bool = False) -> np.ndarray:
         """The estimate ``[channels, samples]`` for the next reference block of ``samples``."""
-        out, need = [], samples
-        while need > 0 and self._pieces:
-            head = self._pieces[0]
-            if head.shape[1] <= need:
-                out.append(self._pieces.popleft())
-            else:
-                out.append(head[:, :need])
-                self._pieces[0] = head[:, need:]
-            need -= out[-1].shape[1]
-            self.size -= out[-1].shape[1]
-        if need > 0:
-            if not self.closed:
-                raise RuntimeError("StreamAligner.take before the estimate was ready (call ready() first)")
-            out.append(np.zeros((self.channels, need), np.float32))
-            self.facts.padded += need
+        if not self.ready(samples):
+            raise RuntimeError("StreamAligner.take before the estimate was ready (call ready() first)")
+        block = self._queue.pop(samples)
+        if block.shape[1] < samples:
+            self.facts.padded += samples - block.shape[1]
+            block = np.pad(block, ((0, 0), (0, samples - block.shape[1])))
         self.facts.reference_samples += samples
-        block = out[0] if len(out) == 1 else np.concatenate(out, axis=1)
         self.facts.clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
         if last:
             self._reference_done = True
             self.facts.cut += self.size
-            self._pieces.clear()
-            self.size = 0
+            self._queue.pop(self.size)
         return np.ascontiguousarray(block)
 
     def finish(self, name: str) -> AlignFacts:
@@ -210,7 +201,8 @@ def _as_mono(x: np.ndarray, what: str, item: str) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def check_pair(reference: np.ndarray, estimate: np.ndarray, item: str = "item") -> tuple[np.ndarray, np.ndarray, PairInfo]:
+def check_pair(reference: np.ndarray, estimate: np.ndarray,
+               item: str = "item") -> tuple[np.ndarray, np.ndarray, PairInfo]:
     """Validate an aligned mono pair (policy point 6); returns float32 ``[n]`` arrays and the info.
 
     Raises :class:`MetricError` naming ``item`` for NaN/inf, empty or unequal-length signals.

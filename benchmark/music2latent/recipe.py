@@ -88,15 +88,21 @@ class Music2LatentTask:
         return self.model_config.to_dict()
 
 
-def build_task(config: TrainConfig, device: torch.device) -> Music2LatentTask:
-    """Registry builder: model preset ``config.model_preset`` with ``config.model`` overrides
-    (and ``config.crop_frames``, if set, as the crop length)."""
+def model_config_for(config: TrainConfig) -> Music2LatentConfig:
+    """Model preset ``config.model_preset`` with ``config.model`` overrides (and
+    ``config.crop_frames``, if set, as the crop length); the baseline recipes share it."""
     model_config = get_preset(config.model_preset, **config.model)
     if config.crop_frames is not None:
         try:
             model_config = model_config.replace(crop_frames=config.crop_frames)
         except ValueError as exc:
             raise ValueError(f"training crop_frames={config.crop_frames}: {exc}") from None
+    return model_config
+
+
+def build_task(config: TrainConfig, device: torch.device) -> Music2LatentTask:
+    """Registry builder (see :func:`model_config_for`)."""
+    model_config = model_config_for(config)
     known = {f.name for f in dataclasses.fields(ConsistencySchedule)}
     if unknown := sorted(set(config.loss) - known):
         raise ValueError(f"unknown Music2Latent loss settings {unknown}; known: {sorted(known)}")
