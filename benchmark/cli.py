@@ -17,6 +17,7 @@ import argparse
 import importlib
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from benchmark.config import (CodecSpec, ConfigError, RunConfig, apply_overrides, available_presets, default_cache_dir,
@@ -219,12 +220,20 @@ def _add_optional_commands(sub, wanted: str | None) -> None:
             p.set_defaults(func=getattr(module, command))
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings from libraries reach the terminal as one clear line, without source
+    paths (metric warnings travel with their values into the report instead)."""
+    text = " ".join(str(message).split())
+    print(f"warning [{category.__name__}]: {text}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     from benchmark.errors import BenchmarkError  # root of ConfigError, DatasetError, CodecError...
 
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         return args.func(args)
     except BenchmarkError as exc:  # expected failures: one line that names the fix; bugs keep their traceback
@@ -234,3 +243,5 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; everything finished so far is cached - continue with "
               "`python -m benchmark run --resume`", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown

@@ -157,7 +157,7 @@ def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
         rows = _last_run_rows(cost[cost["metric"] == metric])
         if not rows.empty:
             table[header] = rows.groupby("codec_label", sort=False)["value"].sum().map(lambda v: _fmt(v, 3))
-    return table.fillna("–")
+    return table.astype(object).fillna("–")
 
 
 def probe_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -172,7 +172,7 @@ def probe_table(results: pd.DataFrame) -> pd.DataFrame:
     table = cells.pivot(index="row", columns="column", values="cell")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["codec", "representation", "head"])
     order = list(dict.fromkeys(cells["row"]))
-    return table.loc[order].fillna("–")
+    return table.loc[order].astype(object).fillna("–")
 
 
 def paired_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -191,7 +191,7 @@ def paired_table(results: pd.DataFrame) -> pd.DataFrame:
                            row=list(zip(paired["codec_label"], paired["representation"], paired["head"])))
     table = paired.drop_duplicates(["row", "column"], keep="last").pivot(index="row", columns="column", values="cell")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["codec", "representation", "head"])
-    return table.fillna("best")
+    return table.astype(object).fillna("best")
 
 
 def _steps_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -212,7 +212,7 @@ def steps_table(results: pd.DataFrame) -> pd.DataFrame:
     table = study.drop_duplicates(["codec_label", "column"], keep="last").pivot(
         index="codec_label", columns="column", values="cell")
     table.index.name = "codec"
-    return table.fillna("–")
+    return table.astype(object).fillna("–")
 
 
 def steps_figure(results: pd.DataFrame, out: Path) -> Path | None:
@@ -327,7 +327,8 @@ def probe_figure(results: pd.DataFrame, out: Path) -> Path | None:
     probes = probes[probes.apply(lambda r: primary[r["task"]] == r["metric"], axis=1)]
     head = probes["head"].iloc[0]
     probes = probes[probes["head"] == head]
-    probes = probes.assign(label=probes["codec_label"] + np.where(probes["representation"] == "features", " (feat.)", ""))
+    suffix = np.where(probes["representation"] == "features", " (feat.)", "")
+    probes = probes.assign(label=probes["codec_label"] + suffix)
     tasks = list(dict.fromkeys(probes["task"]))
     labels = list(dict.fromkeys(probes["label"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
@@ -335,8 +336,10 @@ def probe_figure(results: pd.DataFrame, out: Path) -> Path | None:
     for ax, task in zip(axes[0], tasks):
         sub = probes[probes["task"] == task].drop_duplicates("label", keep="last").set_index("label")
         vals = [sub["value"].get(l, np.nan) for l in labels]
-        low = [v - sub["ci_low"].get(l, v) if pd.notna(sub["ci_low"].get(l, np.nan)) else 0 for l, v in zip(labels, vals)]
-        high = [sub["ci_high"].get(l, v) - v if pd.notna(sub["ci_high"].get(l, np.nan)) else 0 for l, v in zip(labels, vals)]
+        low = [v - sub["ci_low"].get(l, v) if pd.notna(sub["ci_low"].get(l, np.nan)) else 0
+               for l, v in zip(labels, vals)]
+        high = [sub["ci_high"].get(l, v) - v if pd.notna(sub["ci_high"].get(l, np.nan)) else 0
+                for l, v in zip(labels, vals)]
         ax.bar(range(len(labels)), vals, color=colors[: len(labels)], yerr=[low, high], capsize=2)
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_title(f"{task}: {primary[task]}", fontsize=9)

@@ -90,7 +90,8 @@ def test_unknown_names_list_the_trained_models(trained, cache):
     name = list_models()[0].name
     with pytest.raises(CheckpointError, match=f"neither a file nor the short name.*{name}"):
         resolve_checkpoint("music2latent-smoke-00000000")
-    with pytest.raises(CodecError, match=f"music2latent: .*trained music2latent models in .*: {name}.*benchmark models"):
+    expected = f"music2latent: .*trained music2latent models in .*: {name}.*benchmark models"
+    with pytest.raises(CodecError, match=expected):
         create_codec("music2latent", checkpoint="music2latent-smoke-00000000")
     with pytest.raises(CodecError, match=r"nope\.pt not found.*" + name):
         create_codec("music2latent", checkpoint=str(trained["root"] / "nope.pt"))

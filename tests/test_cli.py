@@ -28,3 +28,21 @@ def test_module_entry_point_lists_codecs():
     out = subprocess.run([sys.executable, "-m", "benchmark", "codecs"], capture_output=True, text=True,
                          check=True).stdout
     assert "identity" in out and "compr." in out
+
+
+def test_library_warnings_reach_the_terminal_as_one_clear_line(monkeypatch, capsys):
+    import warnings
+
+    import benchmark.cli as cli
+
+    def noisy(args):
+        warnings.warn("covariance is\n   rank-deficient", RuntimeWarning, stacklevel=2)
+        return 0
+
+    monkeypatch.setattr(cli, "codecs_command", noisy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["codecs"]) == 0
+    err = capsys.readouterr().err
+    assert "warning [RuntimeWarning]: covariance is rank-deficient" in err
+    assert ".py:" not in err  # no source path, no code line

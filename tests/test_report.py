@@ -28,10 +28,12 @@ FAD_SETTINGS = {"backbone": "musicnn-MTT_musicnn", "backbone_id": "b", "referenc
 def fake_run(tmp_path, name="run-a", fad_backbone="musicnn-MTT_musicnn"):
     store = ResultsStore(tmp_path / name, name, "hash")
     for codec, sdr, failed in (("identity", 150.0, 0), ("lowpass", 20.5, 2)):
-        store.add(codec=codec, codec_label=codec, codec_id=codec, dataset="builtin", dataset_id="d", stage="reconstruction",
+        store.add(codec=codec, codec_label=codec, codec_id=codec, dataset="builtin", dataset_id="d",
+                  stage="reconstruction",
                   metric="si_sdr", value=sdr, ci_low=sdr - 1, ci_high=sdr + 1, n=10 - failed, n_failed=failed,
                   unit="dB", higher_is_better=True, convention="zero-mean", implementation="numpy", metric_version="1")
-        store.add(codec=codec, codec_label=codec, codec_id=codec, dataset="builtin", dataset_id="d", stage="reconstruction",
+        store.add(codec=codec, codec_label=codec, codec_id=codec, dataset="builtin", dataset_id="d",
+                  stage="reconstruction",
                   metric="fad", value=0.1, n=10, unit="", higher_is_better=False, implementation="fad",
                   metric_version="1", settings=dict(FAD_SETTINGS, backbone=fad_backbone))
         store.add(codec=codec, codec_label=codec, codec_id=codec, stage="cost", metric="decode_speed", value=100.0,

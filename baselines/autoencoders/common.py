@@ -165,7 +165,7 @@ def multi_resolution_stft_loss(reference: torch.Tensor, estimate: torch.Tensor,
     for n in ffts:
         window = torch.hann_window(n, device=reference.device)
 
-        def magnitude(x: torch.Tensor) -> torch.Tensor:
+        def magnitude(x: torch.Tensor, n: int = n, window: torch.Tensor = window) -> torch.Tensor:
             s = torch.stft(x.float(), n, hop_length=n // 4, window=window, center=True,
                            return_complex=True)
             return torch.view_as_real(s).pow(2).sum(-1).clamp_min(1e-12).sqrt()

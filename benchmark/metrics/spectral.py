@@ -1,9 +1,10 @@
 """Spectral distances between a reference and an estimate (lower is better, 0 when identical).
 
 A silent reference (RMS below -90 dBFS) gives NaN, as for every item metric (see
-:mod:`benchmark.metrics.align`). Both are computed at a fixed analysis rate (default 44.1 kHz; soxr resampling when the input
-rate differs) so that codecs working at different rates are compared on the same grid. STFTs
-use a periodic Hann window, centred frames with reflect padding (``torch.stft``), float32.
+:mod:`benchmark.metrics.align`). Both are computed at a fixed analysis rate (default 44.1 kHz;
+soxr resampling when the input rate differs) so that codecs working at different rates are
+compared on the same grid. STFTs use a periodic Hann window, centred frames with reflect
+padding (``torch.stft``), float32.
 
 ``mel_distance`` (as DAC's ``MelSpectrogramLoss``, Kumar et al. 2023)
     Sum over 7 scales ``(window, mels) = (32, 5), (64, 10), (128, 20), (256, 40), (512, 80),

@@ -149,7 +149,8 @@ class ViSQOL(ItemMetric):
             version="1")
 
     # -- single pair ----------------------------------------------------------------------------
-    def prepare(self, reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def prepare(self, reference: np.ndarray, estimate: np.ndarray,
+                sample_rate: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Validate, resample to the mode's rate, return float64 arrays (None if silent)."""
         ref = np.asarray(reference, dtype=np.float32).ravel()
         est = np.asarray(estimate, dtype=np.float32).ravel()

@@ -93,7 +93,8 @@ def prepare_run(codec: str = "music2latent", preset: str = "cpu", dataset: Datas
     # The validation protocol picks best.pt, so a run selected under another one is not reused.
     run_id = config.hash(codec, data.identity, f"validation-v{VALIDATION_VERSION}")
     if run_dir is None:
-        run_dir = Path(out_dir if out_dir is not None else default_checkpoints_dir()) / short_name(codec, preset, run_id)
+        folder = Path(out_dir if out_dir is not None else default_checkpoints_dir())
+        run_dir = folder / short_name(codec, preset, run_id)
     return PreparedRun(codec, preset, config, data, run_id, Path(run_dir))
 
 
