@@ -71,6 +71,12 @@ class RunConfig:
         rate), overlapping and cross-faded by ``overlap_seconds`` (``benchmark.engine.sources``).
     failure_policy: ``common`` (codecs are summarised on the items all of them scored) or
         ``worst`` (a failed item counts as the worst value any codec got on it).
+    reference_codec: label of the codec every other codec is compared with (paired tests of
+        the reconstruction metrics and of the probes' primary metric, ``benchmark.engine.compare``);
+        declared here, never chosen on the test set. If no codec of the run has this label, the
+        first decoding codec is the reference, and the rows' settings and the log say so.
+    alpha: family-wise error rate of those comparisons: a difference is "significant" when its
+        Holm-corrected p-value (over all comparisons of its table) is below ``alpha``.
     """
 
     preset: str = "default"
@@ -87,6 +93,8 @@ class RunConfig:
     chunk_seconds: float = 60.0
     overlap_seconds: float = 1.0
     failure_policy: str = "common"
+    reference_codec: str = "music2latent"
+    alpha: float = 0.05
     max_items: int | None = None
     batch_items: int = 8
     device: str = "cpu"
@@ -112,6 +120,8 @@ class RunConfig:
         config = cls(**data)
         if config.failure_policy not in ("common", "worst"):
             raise ConfigError(f"failure_policy {config.failure_policy!r}: choose 'common' or 'worst'")
+        if not 0.0 < float(config.alpha) < 1.0:
+            raise ConfigError(f"alpha {config.alpha!r}: a family-wise error rate in (0, 1), e.g. 0.05")
         return config
 
     def hash(self) -> str:

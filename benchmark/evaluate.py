@@ -34,7 +34,8 @@ from typing import Any
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import available_metrics
 
-DEFAULT_METRICS = ("si_sdr", "visqol", "mel_distance", "mrstft_distance", "fad")
+DEFAULT_METRICS = ("si_sdr", "visqol", "mel_distance", "mrstft_distance", "fad", "kad", "fad_inf")
+EMBEDDING_SET_METRICS = ("fad", "kad", "fad_inf")
 
 
 class EvalError(BenchmarkError, ValueError):
@@ -59,8 +60,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="metric option, YAML-typed (repeatable), e.g. --metric-option visqol.mode=speech")
     parser.add_argument("--fad-backbone", default=None,
-                        help="FAD backbone: musicnn (default, offline), vggish or clap (need --fad-checkpoint) "
-                             "or an import path 'pkg.module:Backbone'")
+                        help="backbone of FAD, KAD and FAD-inf: musicnn (default, offline), vggish or clap (need "
+                             "--fad-checkpoint) or an import path 'pkg.module:Backbone'")
     parser.add_argument("--fad-checkpoint", type=Path, default=None,
                         help="local checkpoint of the FAD backbone (vggish-10086976.pth, 630k-audioset-best.pt)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/eval-<name>-<id>)")
@@ -119,10 +120,11 @@ def metric_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             raise EvalError(f"--metric-option {key}=...: expected METRIC.KEY=VALUE, e.g. visqol.mode=speech")
         metric, option = key.split(".", 1)
         out.setdefault(metric, {})[option] = value
-    if args.fad_backbone:
-        out.setdefault("fad", {})["backbone"] = args.fad_backbone
-    if args.fad_checkpoint:
-        out.setdefault("fad", {}).setdefault("backbone_options", {})["checkpoint"] = str(args.fad_checkpoint)
+    for name in EMBEDDING_SET_METRICS:  # one backbone for FAD and its companions
+        if args.fad_backbone:
+            out.setdefault(name, {})["backbone"] = args.fad_backbone
+        if args.fad_checkpoint:
+            out.setdefault(name, {}).setdefault("backbone_options", {})["checkpoint"] = str(args.fad_checkpoint)
     return out
 
 

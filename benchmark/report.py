@@ -5,6 +5,10 @@ Tables (each as ``.md``, ``.tex`` and ``.csv``):
   parameters, compression ratio, decode steps and decode speed (x realtime);
 - ``probes``: codec x representation x head rows, task/metric columns (mean over seeds with
   95 % CI over test items);
+- ``reconstruction_paired`` / ``probes_paired``: each codec minus the run's reference codec
+  (``RunConfig.reference_codec``) on the same items: difference [CI], effect size, Holm-corrected
+  p over the table's family, "significant" or "n.s. (MDD x)"; a Power section gives, per metric,
+  the smallest difference the run could detect (:mod:`benchmark.engine.compare`);
 - ``codecs``: the cost/metadata facts per codec.
 Figures (PNG + PDF): probe scores per task with CI error bars; per-item SI-SDR distribution.
 
@@ -175,23 +179,147 @@ def probe_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.loc[order].astype(object).fillna("–")
 
 
-def paired_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Each codec's gap to the best codec per task/representation/head (paired bootstrap)."""
-    paired = results[results["stage"] == "probe_paired"]
+PAIRED_STAGES = {"reconstruction_paired": "reconstruction metric", "probe_paired": "task's primary metric"}
+
+
+def _fmt_p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _compared_metric(row: pd.Series) -> str:
+    """The metric a paired row compares (its ``metric`` column is ``<name>_minus_<reference>``)."""
+    return str(_settings(row).get("metric") or row["metric"])
+
+
+def _paired_cell(row: pd.Series) -> str:
+    """``delta [CI]; d_z=e [CI]; p_holm=p; significant (better|worse)`` or ``...; n.s. (MDD x)``."""
+    settings = _settings(row)
+    text = _with_ci(row)
+    effect, effect_ci = settings.get("effect_size"), settings.get("effect_ci") or [None, None]
+    if effect is not None:
+        text += f"; d_z={_fmt(effect, 2)}"
+        if all(v is not None and math.isfinite(v) for v in effect_ci):
+            text += f" [{_fmt(effect_ci[0], 2)}, {_fmt(effect_ci[1], 2)}]"
+    if "p_holm" not in settings:  # a row of an older run: uncorrected, against another comparator
+        return f"{text}; p={_fmt_p(settings.get('p_value'))} (uncorrected)"
+    text += f"; p_holm={_fmt_p(settings['p_holm'])}; "
+    if settings.get("significant"):
+        direction = settings.get("direction")
+        return text + "significant" + (f" ({direction})" if direction in ("better", "worse") else "")
+    mdd = settings.get("mdd")
+    if isinstance(mdd, float) and math.isinf(mdd):
+        return text + "n.s. (too few items to detect any difference)"
+    return text + f"n.s. (MDD {_fmt(mdd)})"
+
+
+def paired_table(results: pd.DataFrame, stage: str = "probe_paired") -> pd.DataFrame:
+    """Each codec vs the reference codec (``stage``: ``probe_paired`` or ``reconstruction_paired``):
+    difference [95 % CI] in the metric's unit, effect size d_z [CI], Holm-corrected p and the
+    verdict, "significant" only after the correction, else "n.s." with the minimum detectable
+    difference. Reconstruction: codec x metric; probes: (codec, representation, head) x task."""
+    if stage not in PAIRED_STAGES:
+        raise ReportError(f"paired_table: stage {stage!r} is not one of {sorted(PAIRED_STAGES)}")
+    paired = results[results["stage"] == stage] if "stage" in results else results.iloc[0:0]
     if paired.empty:
         return pd.DataFrame()
-
-    def cell(row) -> str:
-        settings = json.loads(row["settings"]) if isinstance(row["settings"], str) else {}
-        p = settings.get("p_value")
-        verdict = "" if p is None else (" *" if p < 0.05 else " (n.s.)")
-        return f"{_with_ci(row)} p={_fmt(p, 3)}{verdict} vs {settings.get('best', '?')}"
-
-    paired = paired.assign(cell=paired.apply(cell, axis=1), column=paired["task"] + ": " + paired["metric"],
+    paired = paired.assign(cell=paired.apply(_paired_cell, axis=1), metric=paired.apply(_compared_metric, axis=1))
+    if stage == "reconstruction_paired":
+        units = paired["unit"].map(lambda u: _blank_to_none(u))
+        column = [f"{m}{f' ({u})' if isinstance(u, str) and len(u) <= 8 else ''}{_arrow(h)}"
+                  for m, u, h in zip(paired["metric"], units, paired["higher_is_better"])]
+        paired = paired.assign(column=column)
+        table = paired.drop_duplicates(["codec_label", "column"], keep="last").pivot(
+            index="codec_label", columns="column", values="cell")
+        table = table.loc[list(dict.fromkeys(paired["codec_label"])), list(dict.fromkeys(column))]
+        table.index.name = "codec"
+        return table.astype(object).fillna("–")
+    paired = paired.assign(column=paired["task"] + ": " + paired["metric"],
                            row=list(zip(paired["codec_label"], paired["representation"], paired["head"])))
     table = paired.drop_duplicates(["row", "column"], keep="last").pivot(index="row", columns="column", values="cell")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["codec", "representation", "head"])
-    return table.astype(object).fillna("best")
+    table = table.loc[list(dict.fromkeys(paired["row"])), list(dict.fromkeys(paired["column"]))]
+    return table.astype(object).fillna("–")
+
+
+def _families(rows: pd.DataFrame) -> list[dict]:
+    """The distinct (reference, family size, alpha, test) of paired rows, in order."""
+    seen = {}
+    for _, row in rows.iterrows():
+        s = _settings(row)
+        key = (s.get("reference", s.get("best")), s.get("family_size"), s.get("alpha"), s.get("method"),
+               s.get("reference_note"))
+        seen.setdefault(key, {"reference": key[0], "family_size": key[1], "alpha": key[2], "method": key[3],
+                              "note": key[4], "runs": []})
+        run = row.get("run")
+        if isinstance(run, str) and run not in seen[key]["runs"]:
+            seen[key]["runs"].append(run)
+    return list(seen.values())
+
+
+def paired_caption(results: pd.DataFrame, stage: str = "probe_paired") -> str:
+    """Caption of :func:`paired_table`: the reference codec, the family size, alpha, the test and
+    the correction (one clause per distinct family when several runs are reported)."""
+    rows = results[results["stage"] == stage] if "stage" in results else results.iloc[0:0]
+    families = _families(rows)
+    several = len(families) > 1
+    clauses = []
+    for f in families:
+        if f["family_size"] is None:
+            clauses.append(f"vs {f['reference']} (older run: uncorrected p, not comparable)")
+            continue
+        clause = (f"reference codec {f['reference']}, family of {f['family_size']} comparisons, "
+                  f"alpha = {f['alpha']}, Holm-corrected; test: {f['method']}")
+        if f["note"]:
+            clause += f" ({f['note']})"
+        if several and f["runs"]:
+            clause += f" [{', '.join(f['runs'])}]"
+        clauses.append(clause)
+    what = PAIRED_STAGES.get(stage, "metric")
+    return (f"Each codec minus the reference codec on each {what}, on the same test items: mean difference "
+            "[95% bootstrap CI] in the metric's unit; d_z = standardised effect size (mean / SD of the paired "
+            "differences) [95% CI]; p_holm = p-value after Holm's correction over the family. \"significant\" "
+            "means p_holm < alpha; otherwise n.s. with the minimum detectable difference (MDD: 80% power at "
+            "alpha / family size): n.s. is not \"equal\". " + "; ".join(clauses) + ".")
+
+
+def power_notes(results: pd.DataFrame) -> list[str]:
+    """Per compared metric: the smallest difference the run could detect (80 % power at the Holm
+    level alpha / m, from the bootstrap SE of each comparison), as the range over the codecs."""
+    if "stage" not in results:
+        return []
+    notes = []
+    for stage in PAIRED_STAGES:
+        rows = results[results["stage"] == stage]
+        if rows.empty:
+            continue
+        metrics = rows.apply(_compared_metric, axis=1)
+        names = metrics if stage == "reconstruction_paired" else rows["task"] + ": " + metrics
+        for name, group in rows.groupby(names, sort=False):
+            settings = [_settings(row) for _, row in group.iterrows()]
+            mdds = [s["mdd"] for s in settings if s.get("mdd") is not None]
+            if not mdds:
+                continue
+            unit = _blank_to_none(group["unit"].iloc[0]) if "unit" in group else None
+            unit = f" {unit}" if isinstance(unit, str) else ""
+            finite = [m for m in mdds if math.isfinite(m)]
+            n = sorted({int(v) for v in group["n"] if pd.notna(v)})
+            level = settings[0].get("alpha_corrected")
+            power = settings[0].get("power", 0.8)
+            n_text = "?" if not n else str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
+            where = f"{len(mdds)} comparison{'s' if len(mdds) > 1 else ''}, n = {n_text} items"
+            if not finite:
+                notes.append(f"{name}: no difference is detectable ({where}): too few items for a test at the "
+                             f"corrected level {_fmt(level, 4)}")
+                continue
+            lo, hi = min(finite), max(finite)
+            span = f"{_fmt(lo)}{unit}" if math.isclose(lo, hi) else f"{_fmt(lo)}-{_fmt(hi)}{unit}"
+            notes.append(f"{name}: smallest detectable difference {span} ({power:.0%} power, two-sided, at the "
+                         f"Holm level alpha/m = {_fmt(level, 4)}; {where}"
+                         + (f"; {len(mdds) - len(finite)} with too few items" if len(finite) < len(mdds) else "")
+                         + ")")
+    return notes
 
 
 def _steps_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -388,9 +516,9 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
          "Reconstruction quality (mean [95% bootstrap CI] over test items; n scored, n_failed failed "
          f"items) and cost{'; ' + WARNING_MARK + ' = value with a warning (see Warnings)' if warnings else ''}."),
         ("probes", probe_table(results), "Probe scores on test (mean over seeds [95% CI over test items])."),
-        ("paired", paired_table(results),
-         "Gap to the best codec on each task's primary metric (paired bootstrap over the same test items; "
-         "* = p < 0.05)."),
+        ("reconstruction_paired", paired_table(results, "reconstruction_paired"),
+         paired_caption(results, "reconstruction_paired")),
+        ("probes_paired", paired_table(results, "probe_paired"), paired_caption(results, "probe_paired")),
         ("steps", steps_table(results), "Quality vs decoding steps of the stochastic decoders "
          "(mean over items and seeds ± std across seeds)."),
         ("codecs", cost_table(results), "Codec facts: parameters, compression, speed (x realtime), licences."),
@@ -403,7 +531,12 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
             written.append(path)
         table.to_csv(out_dir / f"{name}.csv")
         written.append(out_dir / f"{name}.csv")
-        sections += [f"## {name.capitalize()}", "", caption, "", to_markdown(table), ""]
+        sections += [f"## {name.replace('_', ' ').capitalize()}", "", caption, "", to_markdown(table), ""]
+    power = power_notes(results) if not results.empty else []
+    if power:
+        sections += ["## Power", "", "What \"n.s.\" can and cannot rule out: per metric, the smallest difference "
+                     "to the reference codec this run detects with 80% power after the correction.", ""]
+        sections += [f"- {line}" for line in power] + [""]
     if warnings:
         sections += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     for fig in (probe_figure(results, out_dir), item_figure(items, out_dir), steps_figure(results, out_dir)):

@@ -3,29 +3,40 @@
 Embedding (the codec's job, expensive) is cached once per item; prediction (the probes' job,
 cheap, deterministic) is cached per task x representation x head x codec under a key that
 holds the probe settings, the codec identity, and every labelled item's id, content hash,
-split **and labels** (a corrected label re-trains the probe). Each codec is then compared with
-the best codec of its task/head/representation by a paired bootstrap on the same test items.
+split **and labels** (a corrected label re-trains the probe).
+
+Each codec is then compared with the run's reference codec (``RunConfig.reference_codec``, not
+the test-set winner) on every task's primary metric, on the same test items, for every
+representation and head: a paired bootstrap over test items gives the difference, its interval
+and its standard error (:func:`probe_difference`), and Holm's correction runs over the whole
+family of codec x task x representation x head comparisons
+(:func:`benchmark.engine.compare.correct_family`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from benchmark.cache import cache_key
+from benchmark.engine.compare import (PairedDifference, comparison_settings, correct_family, replicate_difference,
+                                      resolve_reference)
 from benchmark.engine.score import describe
 
 if TYPE_CHECKING:
     from benchmark.engine.run import CodecRun, Pipeline
 
 PROBE_CACHE_VERSION = "2"
+PAIRED_CACHE_VERSION = "1"
 
 
 def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
     """Probe every task x codec x representation x head from cached embeddings."""
-    from benchmark.probes import ProbeConfig, ProbePredictions, paired_test, run_probe
+    from benchmark.probes import ProbeConfig, ProbePredictions, run_probe
     from benchmark.probes.probe import create_task  # the task registry, resolved by path
 
     config = pipe.config
@@ -33,6 +44,9 @@ def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
     # device/threads change speed, not results: keep them out of the cache key
     key_config = {k: v for k, v in probe_config.as_dict().items() if k not in ("device", "num_threads")}
     items = pipe.items()
+    # (task, representation, head) -> [(run, probe cache key, predictions)]: one family for all
+    predictions: dict[tuple[str, str, str], list] = {}
+    tasks = {}
     for task_name in config.tasks:
         task = create_task(task_name)
         labelled = [it for it in items if task.label_field in it.labels]
@@ -42,7 +56,7 @@ def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
             continue
         label_key = sorted((it.id, pipe.hashes(it), it.split, json.dumps(dict(it.labels), sort_keys=True, default=str))
                            for it in labelled)
-        predictions: dict[tuple[str, str], list] = {}
+        tasks[task.name] = task
         for run in tqdm(runs, desc=f"probe {task_name}", disable=not pipe.progress, unit="codec"):
             for representation in config.representations:
                 if representation == "features" and not run.codec.info.has_features:
@@ -67,11 +81,10 @@ def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
                         cached = {"rows": outcome.rows, "per_seed": outcome.per_seed}
                         pipe.cache.save_value("probes", key, cached)
                     _add_probe_rows(pipe, run, task, representation, cached)
-                    primary = next((r for r in cached["rows"] if r.get("metric") == task.primary_metric), None)
-                    if primary is not None:
-                        predictions.setdefault((representation, head), []).append(
-                            (run, ProbePredictions.load(pred_path), float(primary["value"])))
-        _paired_tests(pipe, task, predictions, paired_test)
+                    if any(r.get("metric") == task.primary_metric for r in cached["rows"]):
+                        predictions.setdefault((task.name, representation, head), []).append(
+                            (run, key, ProbePredictions.load(pred_path)))
+    _paired_tests(pipe, runs, tasks, predictions, probe_config)
 
 
 def _add_probe_rows(pipe: "Pipeline", run: "CodecRun", task, representation: str, cached: dict) -> None:
@@ -88,22 +101,70 @@ def _add_probe_rows(pipe: "Pipeline", run: "CodecRun", task, representation: str
                        settings={k: row[k] for k in ("best_epoch", "epochs_run") if k in row})
 
 
-def _paired_tests(pipe: "Pipeline", task, predictions, paired_test) -> None:
-    """Each codec vs the best one (same task/representation/head) on the primary metric."""
-    for (representation, head), entries in predictions.items():
-        if len(entries) < 2:
+def probe_difference(pred, reference, task, metric: str, *, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> PairedDifference:
+    """``metric(pred) - metric(reference)`` on the same test items (two :class:`ProbePredictions`
+    of one task): :func:`benchmark.probes.paired_test` checks the pairing (same items, classes
+    and targets) and gives the difference; the replicates of the same paired bootstrap (the
+    same weights, ``seed``) give the interval, the standard error and the p-value
+    (:func:`benchmark.engine.compare.replicate_difference`)."""
+    from benchmark.probes import paired_test
+    from benchmark.probes.stats import bootstrap_weights
+
+    test = paired_test(pred, reference, metric, n_boot=n_boot, level=level, seed=seed, task=task)
+    order = {item: k for k, item in enumerate(reference.ids)}
+    aligned = dataclasses.replace(reference, ids=list(pred.ids), y_true=pred.y_true,
+                                  scores=reference.scores[:, [order[i] for i in pred.ids]])
+    weights = bootstrap_weights(len(pred.ids), n_boot, seed)
+    replicates = (np.asarray(pred.metric_values(task, weights)[metric], dtype=np.float64)
+                  - np.asarray(aligned.metric_values(task, weights)[metric], dtype=np.float64))
+    return replicate_difference(test["delta"], replicates, len(pred.ids), higher_is_better=True, level=level)
+
+
+def _paired_tests(pipe: "Pipeline", runs: list["CodecRun"], tasks: dict[str, Any], predictions: dict,
+                  probe_config) -> None:
+    """Each codec vs the reference codec on every task's primary metric, Holm over the family."""
+    if probe_config.bootstrap < 2:
+        pipe.log("[probe] probe.bootstrap < 2: codecs are not compared (the comparisons need its replicates)")
+        return
+    probed = {run.label for entries in predictions.values() for run, _, _ in entries}
+    labels = [r.label for r in runs if r.label in probed and r.codec.info.can_decode]
+    labels += [r.label for r in runs if r.label in probed and r.label not in labels]
+    if len(labels) < 2:
+        return
+    reference, note = resolve_reference(pipe.config.reference_codec, labels)
+    if note:
+        pipe.log(f"[probe] {note}")
+    n_boot, seed = probe_config.bootstrap, probe_config.bootstrap_seed
+    tests: list[tuple[Any, str, str, str, PairedDifference]] = []
+    for (task_name, representation, head), entries in predictions.items():
+        ref = next(((key, pred) for run, key, pred in entries if run.label == reference), None)
+        if ref is None:
+            if len(entries) > 1:
+                pipe.log(f"[probe] {task_name} {representation} {head}: the reference codec {reference!r} has no "
+                         "probe here; its codecs are not compared")
             continue
-        best_run, best_pred, _ = max(entries, key=lambda e: e[2])
-        for run, pred, _ in entries:
-            if run is best_run:
+        task = tasks[task_name]
+        for run, key, pred in entries:
+            if run.label == reference:
                 continue
-            try:
-                test = paired_test(pred, best_pred, task.primary_metric, seed=pipe.config.seed, task=task)
-            except Exception as exc:
-                pipe.store.add_error(run.label, f"paired:{task.name}", "*", "", describe(exc))
-                continue
-            pipe.store.add(**pipe.columns(run, "test"), stage="probe_paired", task=task.name,
-                           representation=representation, head=head,
-                           metric=f"{task.primary_metric}_minus_best", value=test["delta"],
-                           ci_low=test["ci_low"], ci_high=test["ci_high"], n=test["n_items"],
-                           settings={"best": best_run.label, "p_value": test["p_value"], "method": test.get("method")})
+            paired_key = cache_key("probe_paired", PAIRED_CACHE_VERSION, key, ref[0], task.primary_metric, n_boot, seed)
+            cached = pipe.cache.load_value("probe_paired", paired_key)
+            if cached is None:
+                try:
+                    cached = probe_difference(pred, ref[1], task, task.primary_metric, n_boot=n_boot,
+                                              seed=seed).as_dict()
+                except Exception as exc:
+                    pipe.store.add_error(run.label, f"paired:{task_name}", "*", "", describe(exc))
+                    continue
+                pipe.cache.save_value("probe_paired", paired_key, cached)
+            tests.append((run, task_name, representation, head, PairedDifference(**cached)))
+    rows = correct_family([t[-1] for t in tests], pipe.config.alpha)
+    for (run, task_name, representation, head, _), row in zip(tests, rows):
+        metric = tasks[task_name].primary_metric
+        pipe.store.add(**pipe.columns(run, "test"), stage="probe_paired", task=task_name,
+                       representation=representation, head=head, metric=f"{metric}_minus_{reference}",
+                       value=row["delta"], ci_low=row["ci_low"], ci_high=row["ci_high"], n=row["n"],
+                       higher_is_better=True, convention=f"codec minus {reference}",
+                       settings=comparison_settings(row, metric=metric, reference=reference,
+                                                    requested=pipe.config.reference_codec, note=note, n_boot=n_boot))

@@ -38,10 +38,11 @@ from benchmark.config import CodecSpec, RunConfig, save_config
 from benchmark.data.audio import AudioError, read_audio
 from benchmark.data.dataset import Dataset, Item
 from benchmark.data.registry import load_dataset
+from benchmark.engine.compare import compare_to_reference, comparison_settings, resolve_reference
 from benchmark.engine.reconstruct import ContentHashes, Outcome, reconstruct, set_metrics
 from benchmark.engine.score import describe
 from benchmark.engine.sources import CodecSource, Source
-from benchmark.engine.summarise import common_items, item_rows, summary_rows
+from benchmark.engine.summarise import common_items, item_rows, metric_values, summary_rows
 from benchmark.lazy import resolve
 from benchmark.metrics import METRICS, ItemMetric, MetricError, SetMetric
 from benchmark.metrics.base import format_warning
@@ -119,10 +120,12 @@ def score_sources(sources: list[tuple[Source, dict[str, Any]]], items: list[Item
                   cache: ArtifactCache | None = None, metric_options: dict | None = None,
                   failure_policy: str = "common", seed: int = 0, progress: bool = False,
                   log: Callable[[str], None] = print, hashes: ContentHashes | None = None,
-                  timer: StageTimer | None = None, after_each: Callable[[], None] | None = None) -> list[Outcome]:
+                  timer: StageTimer | None = None, after_each: Callable[[], None] | None = None,
+                  reference_codec: str = "music2latent", alpha: float = 0.05) -> list[Outcome]:
     """The reconstruction stage (module docstring). ``sources`` pairs each source with the
     columns of its rows (``codec``, ``codec_label``, ``codec_id``, ``weights_id``, ``dataset``,
-    ``dataset_id``, ``split``)."""
+    ``dataset_id``, ``split``). With several sources, each is compared with ``reference_codec``
+    (:func:`store_comparisons`)."""
     timer = timer or StageTimer()
     hashes = hashes or ContentHashes()
     outcomes = []
@@ -161,7 +164,41 @@ def score_sources(sources: list[tuple[Source, dict[str, Any]]], items: list[Item
                 store.add_item(codec_label=columns.get("codec_label"), codec_id=columns.get("codec_id"),
                                dataset_id=columns.get("dataset_id"), split=columns.get("split"), item=item_id,
                                metric=f"{name}_contribution", value=value, status="ok")
+    if len(outcomes) > 1:
+        store_comparisons(sources, outcomes, metrics, ids, store, reference_codec=reference_codec, alpha=alpha,
+                          policy=failure_policy, seed=seed, log=log)
     return outcomes
+
+
+def store_comparisons(sources: list[tuple[Source, dict[str, Any]]], outcomes: list[Outcome], metrics: list,
+                      ids: list[str], store: ResultsStore, *, reference_codec: str, alpha: float, policy: str,
+                      seed: int, log: Callable[[str], None] = print) -> None:
+    """``reconstruction_paired`` rows: every source vs the reference codec on every item metric,
+    on the items the summaries use, Holm-corrected over that family
+    (:func:`benchmark.engine.compare.compare_to_reference`). ``value`` is ``mean(codec -
+    reference)`` in the metric's unit (metric ``<name>_minus_<reference>``, the metric's own name in
+    ``settings["metric"]``); the test statistics are in ``settings``."""
+    item_metrics = [m for m in metrics if isinstance(m, ItemMetric)]
+    if not item_metrics:
+        return
+    reference, note = resolve_reference(reference_codec, [o.label for o in outcomes])
+    if note:
+        log(f"[compare] {note}")
+    values, cards = {}, {}
+    for metric in item_metrics:
+        _, values[metric.card.name] = metric_values(outcomes, metric, ids, policy)
+        cards[metric.card.name] = metric.card
+    rows = compare_to_reference(values, reference, higher_is_better={k: c.higher_is_better for k, c in cards.items()},
+                                alpha=alpha, seed=seed)
+    columns = {outcome.label: cols for (_, cols), outcome in zip(sources, outcomes)}
+    for row in rows:
+        card = cards[row["metric"]]
+        store.add(**columns[row["codec"]], stage="reconstruction_paired", metric=f"{row['metric']}_minus_{reference}",
+                  value=row["delta"], ci_low=row["ci_low"], ci_high=row["ci_high"], n=row["n"], unit=card.unit,
+                  higher_is_better=card.higher_is_better, convention=f"codec minus {reference}; {card.convention}",
+                  implementation=card.implementation, metric_version=card.version,
+                  settings=comparison_settings(row, metric=row["metric"], reference=reference,
+                                               requested=reference_codec, note=note, failure_policy=policy))
 
 
 def cost_facts(codec: Codec, outcome: Outcome | None, encode: dict[str, float] | None = None) -> dict[str, tuple]:
@@ -393,7 +430,7 @@ class Pipeline:
                                  self.store, segment_seconds=cfg.segment_seconds, cache=self.cache,
                                  metric_options=cfg.metric_options, failure_policy=cfg.failure_policy, seed=cfg.seed,
                                  progress=self.progress, log=self.log, hashes=self.hashes, timer=self.timer,
-                                 after_each=self.store.write)
+                                 after_each=self.store.write, reference_codec=cfg.reference_codec, alpha=cfg.alpha)
         return {r.label: o for r, o in zip(decoding, outcomes)}
 
     def cost_rows(self, run: CodecRun, outcome: Outcome | None, encode: dict[str, float] | None) -> None:

@@ -2,7 +2,8 @@
 
 Two kinds (see ``benchmark.metrics.base``):
 - item metrics compare one reference with one estimate (SI-SDR, ViSQOL, spectral distances);
-- set metrics compare two sets of clips (FAD).
+- set metrics compare two sets of clips (FAD, FAD-inf, KAD: distances between embedding
+  distributions, :class:`EmbeddingSetMetric`).
 
 Each metric class declares which settings must match for two of its values to be compared;
 :func:`comparability_problems` asks the class registered under a name (imported, not built).
@@ -27,6 +28,8 @@ METRICS: dict[str, str] = {
     "si_sdr": "benchmark.metrics.sisdr:SISDR",
     "visqol": "benchmark.metrics.visqol:ViSQOL",
     "fad": "benchmark.metrics.fad:FAD",
+    "fad_inf": "benchmark.metrics.fad:FADInf",
+    "kad": "benchmark.metrics.kad:KAD",
     "mel_distance": "benchmark.metrics.spectral:MelDistance",
     "mrstft_distance": "benchmark.metrics.spectral:MRSTFTDistance",
 }

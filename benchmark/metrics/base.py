@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
+import json
+import weakref
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -174,13 +177,208 @@ class SetMetric(Metric):
 
 class EmbeddingSetMetric(SetMetric):
     """A distance between the embedding distributions of a reference and an estimate set (FAD,
-    and KAD, the kernel distance of Chung et al. 2025, alike).
+    FAD-inf, and KAD, the kernel distance of Chung et al. 2025, alike): the embedding machinery
+    they share.
+
+    Every clip is embedded by a backbone (:mod:`benchmark.embeddings`; one embedding
+    ``[dim]`` per analysis patch) through the on-disk embedding cache, so several of these
+    metrics over the same clips and backbone embed each clip once (and build the backbone once
+    per process: instances with equal backbone and options share it). A subclass implements
+    :meth:`from_embeddings`; :meth:`compute` (whole clips) and the engine's
+    ``EmbeddingAccumulator`` (``embed_clip`` per segment, ``hash_update``, then
+    ``from_embeddings``) both end there.
 
     Such a value depends on the backbone, the reference set, the number of clips on each side,
     the clip duration and the segmenting of long files: the shared ``comparable_on`` keys, which
-    every subclass records in its settings. A subclass extends the tuple with its own (KAD:
-    ``kernel``, ``bandwidth``; any metric with a choice of patch pooling: ``pooling``).
+    :meth:`_settings` records (with the backbone's rate and dimension and the embedding
+    counts). A subclass extends the tuple with its own fixed choices, returned by
+    :meth:`_fixed_settings` (KAD: ``kernel``, ``bandwidth_rule``, ``estimator``; the bandwidth
+    itself is a function of the backbone and the reference set, both already compared).
+
+    Parameters
+    ----------
+    backbone: registry name (``musicnn`` default, ``vggish``, ``clap``) or ``"module:Class"``.
+    backbone_options: keyword arguments of the backbone (e.g. ``{"checkpoint": path}``).
+    reference_name: name of the reference set, stored in the settings (e.g.
+        ``"builtin/test"``); a content hash of the reference audio is always stored too.
+    clip_seconds: crop every clip to its first ``clip_seconds`` (None: whole clips). Clips
+        shorter than that are used whole and counted in ``settings["n_short_clips"]``.
+    per_item: compute each estimate track's contribution (metric-specific).
+    cache: cache embeddings on disk (``True``: default cache folder, a path, or ``False``).
     """
 
     comparable_on = ("backbone", "backbone_id", "reference_set", "reference_hash", "n_reference_clips",
                      "n_estimate_clips", "clip_seconds", "segment_seconds")
+
+    def __init__(self, backbone: str = "musicnn", backbone_options: dict[str, Any] | None = None,
+                 reference_name: str = "", clip_seconds: float | None = None, per_item: bool = True,
+                 cache: bool | str = True) -> None:
+        self.backbone_name = backbone
+        self.backbone_options = dict(backbone_options or {})
+        self.reference_name = reference_name
+        self.clip_seconds = clip_seconds
+        self.per_item = per_item
+        self._backbone = None
+        self._cache = None
+        if cache is not False:
+            from benchmark.embeddings import EmbeddingCache  # lazy: torch only for embedding metrics
+
+            self._cache = EmbeddingCache(None if cache is True else cache)
+
+    @property
+    def backbone(self):
+        """The :class:`~benchmark.embeddings.EmbeddingBackbone`, built on first use (shared with
+        every live metric built with the same backbone and options)."""
+        if self._backbone is None:
+            self._backbone = _shared_backbone(self.backbone_name, self.backbone_options)
+        return self._backbone
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The ``comparable_on`` values known before any set is seen (the backbone is not built
+        here; set-dependent values such as the reference hash are None until a result has them)."""
+        known = {"reference_set": self.reference_name or "unnamed", "clip_seconds": self.clip_seconds,
+                 **self._fixed_settings()}
+        return {key: known.get(key) for key in self.comparable_on}
+
+    # -- embeddings -------------------------------------------------------------------------------
+    def _crop(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32).ravel()
+        if self.clip_seconds is not None:
+            audio = audio[:int(round(self.clip_seconds * sample_rate))]
+        return audio
+
+    def embed_clip(self, audio: np.ndarray, sample_rate: int, name: str = "clip") -> np.ndarray:
+        """Embeddings ``[patches, dim]`` of one mono clip (cropped, cached); errors name it."""
+        audio = self._crop(audio, sample_rate)
+        if audio.size == 0 or not np.isfinite(audio).all():
+            raise MetricError(f"{self.card.name}: {name} is empty or contains NaN/inf samples")
+        try:
+            if self._cache is not None:
+                return self._cache.embed(self.backbone, audio, sample_rate)
+            return self.backbone.embed(audio, sample_rate)
+        except Exception as exc:
+            raise MetricError(f"{self.card.name}: cannot embed {name} with backbone {self.backbone_name!r}: "
+                              f"{exc}") from exc
+
+    def embed(self, clips: list[np.ndarray], sample_rate: int, ids: list[str] | None = None) -> list[np.ndarray]:
+        """Per-clip embeddings ``[patches, dim]`` (cached)."""
+        return [self.embed_clip(clip, sample_rate, ids[i] if ids else f"clip {i}") for i, clip in enumerate(clips)]
+
+    @staticmethod
+    def hash_update(hasher, clip: np.ndarray, sample_rate: int) -> None:
+        """Feed one reference clip (rate and float32 bytes) to a running SHA-256."""
+        hasher.update(f"{int(sample_rate)}:".encode())
+        hasher.update(np.ascontiguousarray(clip, dtype=np.float32).tobytes())
+
+    @classmethod
+    def reference_hash(cls, clips: list[np.ndarray], sample_rates: list[int]) -> str:
+        """16-hex content hash of a reference set (audio bytes and rates, in order)."""
+        h = hashlib.sha256()
+        for clip, rate in zip(clips, sample_rates):
+            cls.hash_update(h, clip, rate)
+        return h.hexdigest()[:16]
+
+    # -- metric -----------------------------------------------------------------------------------
+    def compute(self, references: list[np.ndarray], estimates: list[np.ndarray], sample_rate: int,
+                ids: list[str] | None = None) -> SetMetricResult:
+        """The metric of ``estimates`` against ``references`` (lists of mono ``[samples]`` at
+        ``sample_rate`` Hz; the two lists need not have the same length unless the metric pairs
+        them). ``ids`` name the estimates (keys of ``per_item``)."""
+        name = self.card.name
+        if len(references) < 1 or len(estimates) < 1:
+            raise MetricError(f"{name}: need at least one reference and one estimate clip")
+        ids = list(ids) if ids is not None else [f"item{i}" for i in range(len(estimates))]
+        if len(ids) != len(estimates):
+            raise MetricError(f"{name}: {len(ids)} ids for {len(estimates)} estimate clips")
+        ref_emb = self.embed(references, sample_rate, [f"reference {i}" for i in range(len(references))])
+        est_emb = self.embed(estimates, sample_rate, ids)
+        cropped = [self._crop(c, sample_rate) for c in references]
+        return self.from_embeddings(
+            ref_emb, est_emb, ids,
+            reference_seconds=[c.size / sample_rate for c in cropped],
+            estimate_seconds=[self._crop(c, sample_rate).size / sample_rate for c in estimates],
+            reference_hash=self.reference_hash(cropped, [sample_rate] * len(cropped)))
+
+    @abc.abstractmethod
+    def from_embeddings(self, ref_emb: list[np.ndarray], est_emb: list[np.ndarray], ids: list[str],
+                        reference_seconds: list[float] | None = None,
+                        estimate_seconds: list[float] | None = None,
+                        reference_hash: str | None = None) -> SetMetricResult:
+        """The metric from per-clip embeddings (``[patches, dim]`` each; ``ids`` name the
+        estimate clips); the optional durations (seconds, after cropping) and reference hash go
+        into the settings."""
+
+    def _pooled(self, ref_emb: list[np.ndarray], est_emb: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """All patch embeddings of each set, ``[n, dim]`` float64, checked (at least 2 per set,
+        equal dimensions, finite)."""
+        name = self.card.name
+        if not ref_emb or not est_emb:
+            raise MetricError(f"{name}: need at least one reference and one estimate clip")
+        ref_all = np.concatenate(ref_emb).astype(np.float64)
+        est_all = np.concatenate(est_emb).astype(np.float64)
+        if ref_all.ndim != 2 or est_all.ndim != 2 or ref_all.shape[1] != est_all.shape[1]:
+            raise MetricError(f"{name}: embeddings must be [patches, dim] of one dim, got reference "
+                              f"{ref_all.shape} and estimate {est_all.shape}")
+        if ref_all.shape[0] < 2 or est_all.shape[0] < 2:
+            raise MetricError(f"{name}: need at least 2 embeddings per set, got {ref_all.shape[0]} "
+                              f"reference and {est_all.shape[0]} estimate patches; use more or longer clips")
+        if not (np.isfinite(ref_all).all() and np.isfinite(est_all).all()):
+            raise MetricError(f"{name}: embeddings contain NaN or inf")
+        return ref_all, est_all
+
+    def _fixed_settings(self) -> dict[str, Any]:
+        """The metric's own fixed choices, stored with every value (override)."""
+        return {}
+
+    def _settings(self, ref_emb, est_emb, reference_seconds, estimate_seconds, reference_hash) -> dict[str, Any]:
+        """Everything a value depends on: backbone (name, id, rate in Hz, dimension, patch
+        length), reference set (name, hash), clip and embedding counts, clip and segment
+        durations, and the metric's fixed choices."""
+        bb = self.backbone
+        settings: dict[str, Any] = {
+            "backbone": bb.name, "backbone_id": bb.identity, "backbone_dim": bb.dim,
+            "backbone_rate_hz": int(bb.sample_rate), "backbone_patch_seconds": round(bb.patch_seconds, 4),
+            "reference_set": self.reference_name or "unnamed", "reference_hash": reference_hash,
+            "n_reference_clips": len(ref_emb), "n_estimate_clips": len(est_emb),
+            "n_reference_embeddings": int(sum(e.shape[0] for e in ref_emb)),
+            "n_estimate_embeddings": int(sum(e.shape[0] for e in est_emb)),
+            "clip_seconds": self.clip_seconds,
+            "segment_seconds": None,  # whole clips; ``eval`` sets it when it splits long files
+        }
+        if reference_seconds:
+            settings["mean_reference_seconds"] = round(float(np.mean(reference_seconds)), 4)
+            if self.clip_seconds is None:
+                # whole clips: the (reference) duration is part of the setting, to 10 ms
+                settings["clip_seconds"] = f"whole (mean {np.mean(reference_seconds):.2f} s)"
+        if estimate_seconds:
+            settings["mean_estimate_seconds"] = round(float(np.mean(estimate_seconds)), 4)
+        if self.clip_seconds is not None and (reference_seconds or estimate_seconds):
+            durations = list(reference_seconds or []) + list(estimate_seconds or [])
+            settings["n_short_clips"] = int(sum(d < self.clip_seconds - 1e-6 for d in durations))
+        settings.update(self._fixed_settings())
+        return settings
+
+    @staticmethod
+    def _result(value: float, per_item: dict[str, float], settings: dict[str, Any],
+                warnings: list[str]) -> SetMetricResult:
+        """The result, its warnings also stored in the settings."""
+        if warnings:
+            settings["warnings"] = list(warnings)
+            settings["warning"] = "; ".join(warnings)  # the single string older readers expect
+        return SetMetricResult(value=float(value), per_item=per_item, settings=settings, warnings=list(warnings))
+
+
+# live backbones by (name, options): FAD, FAD-inf and KAD over one backbone build it once
+_BACKBONES: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def _shared_backbone(name: str, options: dict[str, Any]):
+    from benchmark.embeddings import create_backbone  # lazy: torch only for embedding metrics
+
+    key = json.dumps([name, options], sort_keys=True, default=str)
+    backbone = _BACKBONES.get(key)
+    if backbone is None:
+        backbone = create_backbone(name, **options)
+        _BACKBONES[key] = backbone
+    return backbone

@@ -24,17 +24,21 @@ Per-track contribution (``per_item``): leave-one-out change, ``FAD(all) - FAD(al
 where track ``i``'s patches are removed from the estimate set. Positive values mean the
 track pulls the estimate distribution away from the reference; sort descending to find
 outliers. The reference set is kept whole.
+
+FAD's bias falls as ``1/N`` but is large at the set sizes of a codec benchmark (two samples
+of one Gaussian give FAD ~119 at 104 musicnn embeddings in 200 dimensions): :class:`FADInf`
+(``fad_inf``) extrapolates it to infinite N; :class:`benchmark.metrics.kad.KAD` is unbiased
+at any N. The embedding machinery (backbone, cache, cropping, reference hash, settings) is
+:class:`~benchmark.metrics.base.EmbeddingSetMetric`'s, shared by all three.
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import Any
 
 import numpy as np
 
-from benchmark.embeddings import EmbeddingBackbone, EmbeddingCache, create_backbone
 from benchmark.metrics.base import (
     EmbeddingSetMetric,
     MetricCard,
@@ -70,6 +74,14 @@ def warn_if_incomparable(*settings: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def _rank_warnings(n_reference: int, n_estimate: int, dim: int) -> list[str]:
+    n = min(n_reference, n_estimate)
+    if n > dim:
+        return []
+    return [f"only {n} embeddings for {dim} dimensions: covariances are rank-deficient and FAD is "
+            "strongly biased; use more or longer clips"]
+
+
 def _stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int) -> GaussianStats:
     mean = s1 / n
     cov = (s2 - n * np.outer(mean, mean)) / (n - 1)
@@ -79,28 +91,15 @@ def _stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int) -> GaussianStats:
 class FAD(EmbeddingSetMetric):
     """FAD between a reference set and an estimate set of clips.
 
-    Parameters
-    ----------
-    backbone: registry name (``musicnn`` default, ``vggish``, ``clap``) or ``"module:Class"``.
-    backbone_options: keyword arguments of the backbone (e.g. ``{"checkpoint": path}``).
-    reference_name: name of the reference set, stored in the settings (e.g.
-        ``"builtin/test"``); a content hash of the reference audio is always stored too.
-    clip_seconds: crop every clip to its first ``clip_seconds`` (None: whole clips). Clips
-        shorter than that are used whole and counted in ``settings["n_short_clips"]``.
-    per_item: compute the leave-one-out contribution of each estimate track.
-    cache: cache embeddings on disk (``True``: default cache folder, a path, or ``False``).
+    Parameters: those of :class:`~benchmark.metrics.base.EmbeddingSetMetric` (backbone,
+    backbone_options, reference_name, clip_seconds, per_item, cache); ``per_item`` here is the
+    leave-one-out change of each estimate track.
     """
 
     def __init__(self, backbone: str = "musicnn", backbone_options: dict[str, Any] | None = None,
                  reference_name: str = "", clip_seconds: float | None = None, per_item: bool = True,
                  cache: bool | str = True) -> None:
-        self.backbone_name = backbone
-        self.backbone_options = dict(backbone_options or {})
-        self.reference_name = reference_name
-        self.clip_seconds = clip_seconds
-        self.per_item = per_item
-        self._backbone: EmbeddingBackbone | None = None
-        self._cache = None if cache is False else EmbeddingCache(None if cache is True else cache)
+        super().__init__(backbone, backbone_options, reference_name, clip_seconds, per_item, cache)
         self.card = MetricCard(
             name="fad", unit="squared embedding distance", higher_is_better=False,
             convention=(f"Frechet distance of Gaussians fitted to pooled per-patch {backbone} "
@@ -109,92 +108,19 @@ class FAD(EmbeddingSetMetric):
                         "duration (see settings); per_item = leave-one-out change"),
             implementation="benchmark.metrics.fad + benchmark.embeddings", version="1")
 
-    @property
-    def backbone(self) -> EmbeddingBackbone:
-        if self._backbone is None:
-            self._backbone = create_backbone(self.backbone_name, **self.backbone_options)
-        return self._backbone
-
-    # -- embeddings ---------------------------------------------------------------------------
-    def _crop(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32).ravel()
-        if self.clip_seconds is not None:
-            audio = audio[:int(round(self.clip_seconds * sample_rate))]
-        return audio
-
-    def embed_clip(self, audio: np.ndarray, sample_rate: int, name: str = "clip") -> np.ndarray:
-        """Embeddings ``[patches, dim]`` of one mono clip (cropped, cached); errors name it."""
-        audio = self._crop(audio, sample_rate)
-        if audio.size == 0 or not np.isfinite(audio).all():
-            raise MetricError(f"fad: {name} is empty or contains NaN/inf samples")
-        try:
-            if self._cache is not None:
-                return self._cache.embed(self.backbone, audio, sample_rate)
-            return self.backbone.embed(audio, sample_rate)
-        except Exception as exc:
-            raise MetricError(f"fad: cannot embed {name} with backbone {self.backbone_name!r}: {exc}") from exc
-
-    def embed(self, clips: list[np.ndarray], sample_rate: int, ids: list[str] | None = None) -> list[np.ndarray]:
-        """Per-clip embeddings ``[patches, dim]`` (cached)."""
-        return [self.embed_clip(clip, sample_rate, ids[i] if ids else f"clip {i}") for i, clip in enumerate(clips)]
-
-    @staticmethod
-    def hash_update(hasher, clip: np.ndarray, sample_rate: int) -> None:
-        """Feed one reference clip (rate and float32 bytes) to a running SHA-256."""
-        hasher.update(f"{int(sample_rate)}:".encode())
-        hasher.update(np.ascontiguousarray(clip, dtype=np.float32).tobytes())
-
-    @classmethod
-    def reference_hash(cls, clips: list[np.ndarray], sample_rates: list[int]) -> str:
-        """16-hex content hash of a reference set (audio bytes and rates, in order)."""
-        h = hashlib.sha256()
-        for clip, rate in zip(clips, sample_rates):
-            cls.hash_update(h, clip, rate)
-        return h.hexdigest()[:16]
-
-    # -- metric ---------------------------------------------------------------------------------
-    def compute(self, references: list[np.ndarray], estimates: list[np.ndarray], sample_rate: int,
-                ids: list[str] | None = None) -> SetMetricResult:
-        """FAD of ``estimates`` against ``references`` (lists of mono ``[samples]`` at
-        ``sample_rate`` Hz; the two lists need not have the same length). ``ids`` name the
-        estimates (keys of ``per_item``)."""
-        if len(references) < 1 or len(estimates) < 1:
-            raise MetricError("fad: need at least one reference and one estimate clip")
-        ids = list(ids) if ids is not None else [f"item{i}" for i in range(len(estimates))]
-        if len(ids) != len(estimates):
-            raise MetricError(f"fad: {len(ids)} ids for {len(estimates)} estimate clips")
-        ref_emb = self.embed(references, sample_rate, [f"reference {i}" for i in range(len(references))])
-        est_emb = self.embed(estimates, sample_rate, ids)
-        cropped = [self._crop(c, sample_rate) for c in references]
-        return self.from_embeddings(
-            ref_emb, est_emb, ids,
-            reference_seconds=[c.size / sample_rate for c in cropped],
-            estimate_seconds=[self._crop(c, sample_rate).size / sample_rate for c in estimates],
-            reference_hash=self.reference_hash(cropped, [sample_rate] * len(cropped)))
-
     def from_embeddings(self, ref_emb: list[np.ndarray], est_emb: list[np.ndarray], ids: list[str],
                         reference_seconds: list[float] | None = None,
                         estimate_seconds: list[float] | None = None,
                         reference_hash: str | None = None) -> SetMetricResult:
         """FAD from per-clip embeddings (``[patches, dim]`` each); the optional durations
         (seconds, after cropping) and reference hash go into the settings."""
-        ref_all, est_all = np.concatenate(ref_emb), np.concatenate(est_emb)
-        if ref_all.shape[0] < 2 or est_all.shape[0] < 2:
-            raise MetricError(f"fad: need at least 2 embeddings per set, got {ref_all.shape[0]} "
-                              f"reference and {est_all.shape[0]} estimate patches; use more or longer clips")
+        ref_all, est_all = self._pooled(ref_emb, est_emb)
         ref_stats, est_stats = gaussian_stats(ref_all), gaussian_stats(est_all)
         value = frechet_distance_stats(ref_stats, est_stats)
         per_item = self._leave_one_out(value, ref_stats, est_emb, ids) if self.per_item else {}
         settings = self._settings(ref_emb, est_emb, reference_seconds, estimate_seconds, reference_hash)
-        warnings_: list[str] = []
-        if min(ref_all.shape[0], est_all.shape[0]) <= ref_all.shape[1]:
-            warnings_.append(f"only {min(ref_all.shape[0], est_all.shape[0])} embeddings for "
-                             f"{ref_all.shape[1]} dimensions: covariances are rank-deficient and FAD is "
-                             "strongly biased; use more or longer clips")
-        if warnings_:
-            settings["warnings"] = warnings_
-            settings["warning"] = "; ".join(warnings_)  # the single string older readers expect
-        return SetMetricResult(value=value, per_item=per_item, settings=settings, warnings=warnings_)
+        return self._result(value, per_item, settings, _rank_warnings(ref_all.shape[0], est_all.shape[0],
+                                                                      ref_all.shape[1]))
 
     def _leave_one_out(self, value: float, ref_stats: GaussianStats, est_emb: list[np.ndarray],
                        ids: list[str]) -> dict[str, float]:
@@ -212,29 +138,128 @@ class FAD(EmbeddingSetMetric):
             out[item_id] = value - frechet_distance_stats(ref_stats, stats)
         return out
 
-    def _settings(self, ref_emb, est_emb, reference_seconds, estimate_seconds, reference_hash) -> dict[str, Any]:
-        bb = self.backbone
-        settings: dict[str, Any] = {
-            "backbone": bb.name, "backbone_id": bb.identity, "backbone_dim": bb.dim,
-            "backbone_patch_seconds": round(bb.patch_seconds, 4),
-            "reference_set": self.reference_name or "unnamed", "reference_hash": reference_hash,
-            "n_reference_clips": len(ref_emb), "n_estimate_clips": len(est_emb),
-            "n_reference_embeddings": int(sum(e.shape[0] for e in ref_emb)),
-            "n_estimate_embeddings": int(sum(e.shape[0] for e in est_emb)),
-            "clip_seconds": self.clip_seconds,
-            "segment_seconds": None,  # whole clips; ``eval`` sets it when it splits long files
-        }
-        if reference_seconds:
-            settings["mean_reference_seconds"] = round(float(np.mean(reference_seconds)), 4)
-            if self.clip_seconds is None:
-                # whole clips: the (reference) duration is part of the setting, to 10 ms
-                settings["clip_seconds"] = f"whole (mean {np.mean(reference_seconds):.2f} s)"
-        if estimate_seconds:
-            settings["mean_estimate_seconds"] = round(float(np.mean(estimate_seconds)), 4)
-        if self.clip_seconds is not None and (reference_seconds or estimate_seconds):
-            durations = list(reference_seconds or []) + list(estimate_seconds or [])
-            settings["n_short_clips"] = int(sum(d < self.clip_seconds - 1e-6 for d in durations))
-        return settings
+
+def subset_sizes(n_total: int, min_n: int = 50, n_sizes: int = 8) -> list[int]:
+    """FAD-inf's subset sizes: ``n_sizes`` sizes evenly spaced from ``min(min_n, n_total // 2)``
+    (at least 2) to ``n_total``, rounded, duplicates removed (fewer when ``n_total`` is small)."""
+    low = max(2, min(int(min_n), n_total // 2))
+    if n_total < low:
+        return []
+    return sorted({int(round(n)) for n in np.linspace(low, n_total, int(n_sizes))})
+
+
+def fit_inverse_n(sizes: list[int], values: list[float]) -> tuple[float, float, float]:
+    """Least-squares fit ``value = intercept + slope / N``: ``(intercept, slope, r2)``
+    (``r2``: coefficient of determination; 1 when the values are all equal)."""
+    x = 1.0 / np.asarray(sizes, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    (intercept, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = float(np.sum((y - design @ np.array([intercept, slope])) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - residual / total if total > 0 else 1.0
+    return float(intercept), float(slope), r2
+
+
+class FADInf(FAD):
+    """FAD-inf: FAD extrapolated to infinitely many clips (FID-inf of Chong & Forsyth, CVPR 2020,
+    "Effectively Unbiased FID and Inception Score and where to find them"; FAD-inf of Gui et
+    al., ICASSP 2024, fadtk).
+
+    FAD's bias falls as ``1/N`` (``E FAD(N) = FAD_inf + k / N + O(1/N^2)``, N well above the
+    dimension): FAD is computed on seeded random subsets (``numpy.random.default_rng(seed)``,
+    without replacement, so each subset is a genuine sample of its size) at the sizes of
+    :func:`subset_sizes` (``n_sizes`` sizes from ``min(min_n, N_total // 2)`` to ``N_total``),
+    and the value is the intercept of the least-squares line of FAD against ``1/N``.
+
+    ``paired=True`` (default; a codec benchmark: estimate clip i is the decode of reference clip
+    i): N counts *items*, and each subset takes the same items from both sets (all their
+    patches). Both sets' finite-size biases and the covariance between an item and its decode
+    then all scale as ``1/N`` and leave the intercept, and identical sets give exactly 0.
+    ``paired=False`` (the papers' recipe, for independent sets): N counts estimate *patch
+    embeddings*, subsets of the estimate set against the whole reference set, whose own bias
+    stays in the value. (With paired sets that recipe is biased: an item and its decode
+    covary, which lowers FAD by a term in ``1/N_reference`` that no estimate subset removes; an
+    identity codec scores below 0.)
+
+    Settings add ``subsets`` (the recipe), ``subset_sizes``, ``fad_at_size`` (FAD of each
+    subset), ``slope`` (k), ``r2`` of the fit, ``seed``, ``min_n`` and ``n_sizes``. Warnings:
+    fewer than 3 sizes (a line through 2 points), subsets with no more embeddings than
+    dimensions (rank-deficient covariances, far from the ``1/N`` regime). Values may be
+    negative (an extrapolation). No per-track contributions (``per_item``): use ``fad``'s.
+    """
+
+    comparable_on = (*EmbeddingSetMetric.comparable_on, "subsets", "min_n", "n_sizes")
+
+    def __init__(self, backbone: str = "musicnn", backbone_options: dict[str, Any] | None = None,
+                 reference_name: str = "", clip_seconds: float | None = None, per_item: bool = False,
+                 cache: bool | str = True, min_n: int = 50, n_sizes: int = 8, seed: int = 0,
+                 paired: bool = True) -> None:
+        if per_item:
+            raise MetricError("fad_inf: no per-track contributions (the subsets are random); use fad's")
+        if int(min_n) < 2 or int(n_sizes) < 2:
+            raise MetricError(f"fad_inf: need min_n >= 2 and n_sizes >= 2, got {min_n} and {n_sizes}")
+        super().__init__(backbone, backbone_options, reference_name, clip_seconds, False, cache)
+        self.min_n, self.n_sizes, self.seed, self.paired = int(min_n), int(n_sizes), int(seed), bool(paired)
+        self.card = MetricCard(
+            name="fad_inf", unit="squared embedding distance", higher_is_better=False,
+            convention=(f"FAD-inf: intercept of the least-squares fit FAD(N) = FAD_inf + k/N over "
+                        f"{n_sizes} seeded subsets (without replacement; {self._subsets()}), N from "
+                        f"min({min_n}, N_total/2) to N_total, pooled per-patch {backbone} embeddings; "
+                        "comparable only under equal backbone, reference set, clip count and duration"),
+            implementation="benchmark.metrics.fad + benchmark.embeddings", version="1")
+
+    def _subsets(self) -> str:
+        return ("paired: N items, the same items from both sets" if self.paired
+                else "independent: N estimate embeddings, whole reference set")
+
+    def _fixed_settings(self) -> dict[str, Any]:
+        return {"subsets": self._subsets(), "min_n": self.min_n, "n_sizes": self.n_sizes, "seed": self.seed}
+
+    def from_embeddings(self, ref_emb: list[np.ndarray], est_emb: list[np.ndarray], ids: list[str],
+                        reference_seconds: list[float] | None = None,
+                        estimate_seconds: list[float] | None = None,
+                        reference_hash: str | None = None) -> SetMetricResult:
+        """FAD-inf from per-clip embeddings (``[patches, dim]`` each; clip i of each list is
+        item i when paired); as :meth:`FAD.from_embeddings`."""
+        ref_all, est_all = self._pooled(ref_emb, est_emb)
+        dim = est_all.shape[1]
+        if self.paired and len(ref_emb) != len(est_emb):
+            raise MetricError(f"fad_inf: paired subsets need one estimate per reference clip, got "
+                              f"{len(ref_emb)} reference and {len(est_emb)} estimate clips (or paired=False)")
+        n_total = len(est_emb) if self.paired else est_all.shape[0]
+        sizes = subset_sizes(n_total, self.min_n, self.n_sizes)
+        if len(sizes) < 2:
+            raise MetricError(f"fad_inf: {n_total} {'items' if self.paired else 'estimate embeddings'} allow "
+                              f"{len(sizes)} subset size(s), need at least 2: use more or longer clips")
+        rng = np.random.default_rng(self.seed)
+        ref_stats = None if self.paired else gaussian_stats(ref_all)
+        values, smallest = [], min(ref_all.shape[0], est_all.shape[0])
+        for n in sizes:
+            pick = rng.choice(n_total, n, replace=False)
+            if self.paired:
+                ref, est = (np.concatenate([parts[i] for i in pick]) for parts in (ref_emb, est_emb))
+                smallest = min(smallest, ref.shape[0], est.shape[0])
+                try:
+                    values.append(frechet_distance_stats(gaussian_stats(ref), gaussian_stats(est)))
+                except ValueError as exc:
+                    raise MetricError(f"fad_inf: a subset of {n} items: {exc}; use more or longer clips") from exc
+            else:
+                smallest = min(smallest, n)
+                values.append(frechet_distance_stats(ref_stats, gaussian_stats(est_all[pick])))
+        intercept, slope, r2 = fit_inverse_n(sizes, values)
+        settings = self._settings(ref_emb, est_emb, reference_seconds, estimate_seconds, reference_hash)
+        settings.update(subset_sizes=sizes, fad_at_size=values, slope=slope, r2=r2)
+        warnings_ = []
+        if smallest <= dim:
+            warnings_.append(f"(sub)sets down to {smallest} embeddings for {dim} dimensions: covariances are "
+                             "rank-deficient, far from the regime where FAD(N) = FAD_inf + k/N; the "
+                             "extrapolation is unreliable; use more or longer clips")
+        if len(sizes) < 3:
+            warnings_.append(f"only {len(sizes)} subset sizes ({n_total} "
+                             f"{'items' if self.paired else 'estimate embeddings'}): the fit is a line through "
+                             "2 points; use more clips")
+        return self._result(intercept, {}, settings, warnings_)
 
 
 # the settings that must be equal for two FAD values to be compared (older name)
