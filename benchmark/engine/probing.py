@@ -36,7 +36,7 @@ PAIRED_CACHE_VERSION = "1"
 
 def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
     """Probe every task x codec x representation x head from cached embeddings."""
-    from benchmark.probes import ProbeConfig, ProbePredictions, run_probe
+    from benchmark.probes import ProbeConfig, ProbePredictions
     from benchmark.probes.probe import create_task  # the task registry, resolved by path
 
     config = pipe.config
@@ -57,7 +57,8 @@ def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
         label_key = sorted((it.id, pipe.hashes(it), it.split, json.dumps(dict(it.labels), sort_keys=True, default=str))
                            for it in labelled)
         tasks[task.name] = task
-        for run in tqdm(runs, desc=f"probe {task_name}", disable=not pipe.progress, unit="codec"):
+        slots, jobs = [], []  # in order: (run, representation, head, key, cached or job index)
+        for run in runs:
             for representation in config.representations:
                 if representation == "features" and not run.codec.info.has_features:
                     continue
@@ -66,25 +67,60 @@ def probe_all(pipe: "Pipeline", runs: list["CodecRun"]) -> None:
                     key = cache_key("probe", PROBE_CACHE_VERSION, task_name, getattr(task, "version", "1"),
                                     representation, head, key_config, run.codec.identity, label_key)
                     cached = pipe.cache.load_value("probes", key)
-                    pred_path = pipe.cache.root / "artifacts" / "probes" / key[:2] / f"{key}.predictions.npz"
-                    if cached is None or not pred_path.exists():
+                    if cached is None or not _predictions_path(pipe, key).exists():
                         if embeddings is None:
                             embeddings = pipe.embeddings(run, labelled, representation)
-                        try:
-                            outcome = run_probe(task, embeddings, [it for it in labelled if it.id in embeddings],
-                                                head, probe_config)
-                        except Exception as exc:
-                            pipe.store.add_error(run.label, f"probe:{task_name}:{head}:{representation}", "*", "",
-                                                 describe(exc))
-                            continue
-                        outcome.test_item_scores.save(pred_path)
-                        cached = {"rows": outcome.rows, "per_seed": outcome.per_seed}
-                        pipe.cache.save_value("probes", key, cached)
-                    _add_probe_rows(pipe, run, task, representation, cached)
-                    if any(r.get("metric") == task.primary_metric for r in cached["rows"]):
-                        predictions.setdefault((task.name, representation, head), []).append(
-                            (run, key, ProbePredictions.load(pred_path)))
+                        jobs.append((task, embeddings, [it for it in labelled if it.id in embeddings], head,
+                                     probe_config))
+                        cached = len(jobs) - 1
+                    slots.append((run, representation, head, key, cached))
+        workers = config.workers if str(probe_config.device) == "cpu" else 1  # one GPU: one process
+        outcomes = run_probe_jobs(jobs, workers, progress=pipe.progress, desc=f"probe {task_name}")
+        for run, representation, head, key, cached in slots:
+            if isinstance(cached, int):
+                outcome, error = outcomes[cached]
+                if error is not None:
+                    pipe.store.add_error(run.label, f"probe:{task_name}:{head}:{representation}", "*", "", error)
+                    continue
+                outcome.test_item_scores.save(_predictions_path(pipe, key))
+                cached = {"rows": outcome.rows, "per_seed": outcome.per_seed}
+                pipe.cache.save_value("probes", key, cached)
+            _add_probe_rows(pipe, run, task, representation, cached)
+            if any(r.get("metric") == task.primary_metric for r in cached["rows"]):
+                predictions.setdefault((task.name, representation, head), []).append(
+                    (run, key, ProbePredictions.load(_predictions_path(pipe, key))))
     _paired_tests(pipe, runs, tasks, predictions, probe_config)
+
+
+def _predictions_path(pipe: "Pipeline", key: str):
+    return pipe.cache.root / "artifacts" / "probes" / key[:2] / f"{key}.predictions.npz"
+
+
+def _probe_job(job: tuple) -> tuple[Any, str | None]:
+    """One probe (task, embeddings, items, head, config) -> (outcome, None) or (None, error)."""
+    from benchmark.probes import run_probe
+
+    try:
+        return run_probe(*job), None
+    except Exception as exc:
+        return None, describe(exc)
+
+
+def run_probe_jobs(jobs: list[tuple], workers: int, progress: bool = False, desc: str = "probe") -> list[tuple]:
+    """Run probes, in ``workers`` processes when there are several (results in job order).
+
+    Each probe is seeded and trains on one torch thread (``ProbeConfig.num_threads``), so its
+    result does not depend on the process it runs in: parallel and serial runs give the same
+    numbers (tested); ``workers`` processes use the cores one probe alone leaves idle.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [_probe_job(job) for job in tqdm(jobs, desc=desc, disable=not progress or not jobs, unit="probe")]
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    # spawn: workers never inherit torch/OpenMP thread state from the parent
+    with cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_probe_job, jobs), total=len(jobs), desc=desc, disable=not progress, unit="probe"))
 
 
 def _add_probe_rows(pipe: "Pipeline", run: "CodecRun", task, representation: str, cached: dict) -> None:

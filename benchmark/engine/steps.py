@@ -22,7 +22,7 @@ Result rows (one per codec x steps x seed x item x metric)::
 and seeds, ``seed_std`` (standard deviation across seeds of the per-seed item mean: how much a
 reported number moves with the decoding seed) and ``item_seed_std`` (per-item standard
 deviation across seeds, averaged over items: how different two decodings of one item score).
-:func:`plot_steps_study` draws the summary (mean +- seed_std against steps).
+The report draws the summary from the stored rows (:func:`benchmark.report.steps_figure`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -42,7 +41,7 @@ from benchmark.engine.segments import DEFAULT_SEGMENT_SECONDS
 from benchmark.engine.sources import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, CodecSource
 from benchmark.metrics import ItemMetric, create_metric
 
-__all__ = ["steps_study", "summarize_steps_study", "plot_steps_study", "StudySpec"]
+__all__ = ["steps_study", "summarize_steps_study", "StudySpec"]
 
 DEFAULT_STEPS = (1, 2, 4, 8)
 DEFAULT_SEEDS = (0, 1, 2)
@@ -215,55 +214,3 @@ def summarize_steps_study(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, A
             "item_seed_std": float(np.mean(item_stds)) if item_stds else math.nan,
         })
     return out
-
-
-def plot_steps_study(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str] | None = None,
-                     path: str | Path | None = None):
-    """Figure of quality against decoding steps, one panel per metric.
-
-    Stochastic codecs: mean over items and seeds, error bars +- ``seed_std``, x axis = steps
-    (log2). Deterministic codecs (``steps`` None): dashed horizontal reference lines.
-    ``summary``: :func:`summarize_steps_study` output (raw rows are summarised first).
-    Saves to ``path`` if given; returns the ``matplotlib.figure.Figure``.
-    """
-    from matplotlib.figure import Figure
-
-    summary = list(summary)
-    if summary and "seed_std" not in summary[0]:
-        summary = summarize_steps_study(summary)
-    names = list(metrics) if metrics else list(dict.fromkeys(r["metric"] for r in summary))
-    if not names:
-        raise ValueError("plot_steps_study: nothing to plot (empty summary)")
-    fig = Figure(figsize=(4.2 * len(names), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(names), squeeze=False)[0]
-    all_steps = sorted({r["steps"] for r in summary if r["steps"] is not None})
-    for ax, metric in zip(axes, names):
-        rows = [r for r in summary if r["metric"] == metric]
-        if not rows:
-            raise ValueError(f"plot_steps_study: no rows for metric {metric!r}")
-        for codec in dict.fromkeys(r["codec"] for r in rows):
-            mine = sorted((r for r in rows if r["codec"] == codec and r["steps"] is not None),
-                          key=lambda r: r["steps"])
-            if mine:
-                err = [0.0 if math.isnan(r["seed_std"]) else r["seed_std"] for r in mine]
-                ax.errorbar([r["steps"] for r in mine], [r["mean"] for r in mine], yerr=err,
-                            marker="o", capsize=3, label=codec)
-            for r in rows:
-                if r["codec"] == codec and r["steps"] is None:
-                    ax.axhline(r["mean"], linestyle="--", linewidth=1, color="0.4")
-                    ax.annotate(codec, (0.01, r["mean"]), xycoords=("axes fraction", "data"),
-                                fontsize=7, color="0.3", va="bottom")
-        if all_steps:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(all_steps, [str(s) for s in all_steps])
-        unit = rows[0]["unit"]
-        ax.set_title(f"{metric} ({'higher' if rows[0]['higher_is_better'] else 'lower'} is "
-                     "better)", fontsize=10)
-        ax.set_xlabel("decoding steps")
-        ax.set_ylabel(f"{metric} [{unit}]" if len(unit) <= 12 else metric)
-        ax.grid(alpha=0.3)
-        if any(r["steps"] is not None for r in rows):
-            ax.legend(fontsize=8)
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
