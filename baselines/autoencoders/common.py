@@ -87,6 +87,14 @@ def deterministic_sampler(model: Music2Latent, pyramid: Sequence[torch.Tensor], 
 
 
 # -- losses ----------------------------------------------------------------------------------
+def settings_from_mapping(cls, settings: Mapping[str, Any], what: str):
+    """``cls(**settings)`` for a settings dataclass, naming unknown keys (``what``: e.g. "diffusion loss")."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(settings) - known):
+        raise ValueError(f"unknown {what} settings {unknown}; known: {sorted(known)}")
+    return cls(**dict(settings))
+
+
 @dataclasses.dataclass(frozen=True)
 class RegressionLossConfig:
     """Weights of the regression loss of the deterministic baselines.
@@ -114,10 +122,7 @@ class RegressionLossConfig:
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> "RegressionLossConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(settings) - known):
-            raise ValueError(f"unknown regression loss settings {unknown}; known: {sorted(known)}")
-        return cls(**dict(settings))
+        return settings_from_mapping(cls, settings, "regression loss")
 
 
 def spec_to_wave_differentiable(frontend: SpectralFrontend, spec: torch.Tensor,

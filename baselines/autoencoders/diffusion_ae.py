@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from baselines.autoencoders.common import AutoencoderCodec, like_model
+from baselines.autoencoders.common import AutoencoderCodec, like_model, settings_from_mapping
 from benchmark.codecs.protocol import CodecError
 from benchmark.music2latent.config import Music2LatentConfig
 from benchmark.music2latent.model import Music2Latent
@@ -67,10 +67,7 @@ class EDMSettings:
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> "EDMSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(settings) - known):
-            raise ValueError(f"unknown diffusion loss settings {unknown}; known: {sorted(known)}")
-        return cls(**dict(settings))
+        return settings_from_mapping(cls, settings, "diffusion loss")
 
 
 def build_model(config: Music2LatentConfig) -> Music2Latent:

@@ -23,6 +23,14 @@ class AudioError(BenchmarkError, ValueError):
     """An audio file or array that cannot be used; the message says which and how to fix it."""
 
 
+def missing_file_error(path: Path) -> AudioError:
+    """The error for an audio path that does not exist (a broken symbolic link says where it points)."""
+    if path.is_symlink():
+        return AudioError(f"{path}: broken symbolic link (points to {path.readlink()}, which does not exist); "
+                          "fix the link or remove it")
+    return AudioError(f"{path}: file not found; check the dataset root / file list")
+
+
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False,
                start: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 ``[channels, samples]``.
@@ -39,7 +47,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Fa
     """
     path = Path(path)
     if not path.exists():
-        raise AudioError(f"{path}: file not found; check the dataset root / file list")
+        raise missing_file_error(path)
     try:
         info = sf.info(str(path))
         frame0 = int(round(start * info.samplerate))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from benchmark.cache import ArtifactCache, cache_key
-from benchmark.data.audio import AudioError, file_hash
+from benchmark.data.audio import AudioError, file_hash, missing_file_error
 from benchmark.data.dataset import Item
 from benchmark.engine.score import ItemResult, Scorer, describe
 from benchmark.engine.sources import CodingStats, Source
@@ -59,9 +59,8 @@ class ContentHashes:
             return item.content_hash
         key = str(item.path)
         if key not in self._memo:
-            if item.path.is_symlink() and not item.path.exists():
-                raise AudioError(f"{item.path}: broken symbolic link (points to {item.path.readlink()}, which does "
-                                 "not exist); fix the link or remove it")
+            if not item.path.exists():
+                raise missing_file_error(item.path)
             try:
                 self._memo[key] = file_hash(item.path)
             except OSError as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.audio import AudioError, validate_audio
+from benchmark.data.audio import AudioError, missing_file_error, validate_audio
 
 DEFAULT_SEGMENT_SECONDS = 30.0
 MIN_SEGMENT_SECONDS = 1.0  # a shorter final remainder joins the previous segment
@@ -88,10 +88,7 @@ def read_segments(path: str | Path, segment_seconds: float | None = None, max_se
 
     path = Path(path)
     if not path.exists():
-        if path.is_symlink():
-            raise AudioError(f"{path}: broken symbolic link (points to {path.readlink()}, which does not "
-                             "exist); fix the link or remove it")
-        raise AudioError(f"{path}: file not found; check the dataset root / file list")
+        raise missing_file_error(path)
     try:
         fh = sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile raises several types for corrupt or non-audio files
