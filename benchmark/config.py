@@ -35,7 +35,9 @@ class CodecSpec:
     options: constructor keyword arguments.
     label: display name in tables (default: ``name``).
     train: if set, the codec is trained first with these options (``preset``, ``steps``...)
-        and the resulting checkpoint is passed as ``options["checkpoint"]``.
+        and the resulting checkpoint is passed as ``options["checkpoint"]``. ``seeds: [0, 1, 2]``
+        trains one model per seed: the codec is then summarised and compared over its training
+        runs (:meth:`replicates`).
     """
 
     name: str
@@ -46,6 +48,34 @@ class CodecSpec:
     @property
     def display(self) -> str:
         return self.label or self.name
+
+    @property
+    def train_seeds(self) -> list[int] | None:
+        """The training seeds of a replicated codec (``train.seeds``), else None."""
+        if not self.train or self.train.get("seeds") is None:
+            return None
+        seeds = self.train["seeds"]
+        if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            raise ConfigError(f"codec {self.display!r}: train.seeds must be a list of distinct integers, e.g. "
+                              f"[0, 1, 2]; got {seeds!r}")
+        if "seed" in self.train:
+            raise ConfigError(f"codec {self.display!r}: give train.seed or train.seeds, not both")
+        return list(seeds)
+
+    def replicates(self) -> list[tuple["CodecSpec", int | None]]:
+        """``(spec, training seed)`` per training run: one per ``train.seeds`` entry, labelled
+        ``<label>@seed<s>`` and trained with ``seed: s``; a codec without ``seeds`` is its own
+        only replicate (seed None)."""
+        seeds = self.train_seeds
+        if seeds is None:
+            return [(self, None)]
+        out = []
+        for seed in seeds:
+            train = {k: v for k, v in self.train.items() if k != "seeds"}
+            out.append((dataclasses.replace(self, label=f"{self.display}@seed{seed}", train=dict(train, seed=seed)),
+                        seed))
+        return out
 
 
 @dataclasses.dataclass
@@ -118,6 +148,12 @@ class RunConfig:
             data["codecs"] = [CodecSpec(**c) if isinstance(c, dict) else CodecSpec(name=str(c))
                               for c in data["codecs"]]
         config = cls(**data)
+        labels = []
+        for spec in config.codecs:
+            labels += [spec.display] + [r.display for r, seed in spec.replicates() if seed is not None]
+        if duplicated := sorted({label for label in labels if labels.count(label) > 1}):
+            raise ConfigError(f"codec labels {duplicated} occur more than once; give each codec entry its own "
+                              "`label:`")
         if config.failure_policy not in ("common", "worst"):
             raise ConfigError(f"failure_policy {config.failure_policy!r}: choose 'common' or 'worst'")
         if not 0.0 < float(config.alpha) < 1.0:

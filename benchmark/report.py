@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 from pathlib import Path
 
 import matplotlib
@@ -128,39 +129,54 @@ def _counts(recon: pd.DataFrame) -> pd.DataFrame:
     # metrics the registry does not know count as item metrics when they record failures
     is_item |= rows["metric"].map(lambda m: kinds[m] is None) & rows["n_failed"].notna()
     first = rows[is_item].drop_duplicates("codec_label", keep="first").set_index("codec_label")
+    seeds = first.apply(lambda row: len(_settings(row).get("seeds") or [0]), axis=1) if len(first) else []
     return pd.DataFrame({"n": first["n"].map(lambda v: _fmt(v, 0)),
-                         "n_failed": first["n_failed"].fillna(0).map(lambda v: _fmt(v, 0))})
+                         "n_failed": first["n_failed"].fillna(0).map(lambda v: _fmt(v, 0)),
+                         "runs": pd.Series(seeds, index=first.index, dtype=object).map(lambda v: _fmt(v, 0))})
+
+
+def _row_label(codec: str, subset: Any) -> str:
+    """A table row: the codec, and the item kind when the dataset has several (``codec · clips``)."""
+    return f"{codec} · {subset}s" if isinstance(subset, str) and subset else str(codec)
+
+
+def _with_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    subsets = frame["subset"] if "subset" in frame else [None] * len(frame)
+    return frame.assign(row=[_row_label(c, s) for c, s in zip(frame["codec_label"], subsets)])
 
 
 def reconstruction_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Codec x reconstruction metric (``WARNING_MARK`` on a value stored with a warning), with
-    ``n`` / ``n_failed`` of the first item metric, cost facts and alignment totals."""
-    recon = results[results["stage"] == "reconstruction"]
+    """Codec (x item kind) x reconstruction metric (``WARNING_MARK`` on a value stored with a
+    warning), with ``n`` / ``n_failed`` of the first item metric, cost facts and alignment totals."""
+    recon = _with_rows(results[results["stage"] == "reconstruction"])
     cost = results[results["stage"] == "cost"]
     if recon.empty and cost.empty:
         return pd.DataFrame()
     # codecs that decode: those with reconstruction rows (feature-only extractors have none)
-    codecs = list(dict.fromkeys(recon["codec_label"])) or list(dict.fromkeys(cost["codec_label"]))
-    table = pd.DataFrame(index=pd.Index(codecs, name="codec"))
+    rows = list(dict.fromkeys(recon["row"])) or list(dict.fromkeys(cost["codec_label"]))
+    codec_of = dict(zip(recon["row"], recon["codec_label"])) or {r: r for r in rows}
+    table = pd.DataFrame(index=pd.Index(rows, name="codec"))
     if not recon.empty:
-        table = table.join(_counts(recon))
+        table = table.join(_counts(recon.assign(codec_label=recon["row"])))
     order = {m: i for i, m in enumerate(PRIMARY_METRICS)}
     groups = sorted(recon.groupby("metric", sort=False), key=lambda g: order.get(g[0], len(order)))
     for metric, group in groups:
         unit = str(group["unit"].iloc[0])
         header = f"{metric}{f' ({unit})' if len(unit) <= 8 else ''}{_arrow(group['higher_is_better'].iloc[0])}"
-        table[header] = group.drop_duplicates("codec_label", keep="last").set_index("codec_label").apply(
+        table[header] = group.drop_duplicates("row", keep="last").set_index("row").apply(
             lambda row: _with_ci(row) + (f" {WARNING_MARK}" if stored_warnings(row) else ""), axis=1)
     for metric, digits in RECON_COST_COLUMNS:
         group = cost[cost["metric"] == metric].drop_duplicates("codec_label", keep="last").set_index("codec_label")
         if not group.empty:
             unit = _blank_to_none(group["unit"].iloc[0])
             header = metric if unit in (None, metric) else f"{metric} ({unit})"
-            table[header] = group["value"].map(lambda v, d=digits: _fmt(v, d))
+            values = group["value"].map(lambda v, d=digits: _fmt(v, d))
+            table[header] = [values.get(codec_of.get(r, r)) for r in table.index]
     for metric, header in ALIGNMENT_COLUMNS:
-        rows = _last_run_rows(cost[cost["metric"] == metric])
-        if not rows.empty:
-            table[header] = rows.groupby("codec_label", sort=False)["value"].sum().map(lambda v: _fmt(v, 3))
+        found = _last_run_rows(cost[cost["metric"] == metric])
+        if not found.empty:
+            totals = found.groupby("codec_label", sort=False)["value"].sum().map(lambda v: _fmt(v, 3))
+            table[header] = [totals.get(codec_of.get(r, r)) for r in table.index]
     return table.astype(object).fillna("–")
 
 
@@ -178,6 +194,11 @@ def probe_table(results: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(cells["row"]))
     return table.loc[order].astype(object).fillna("–")
 
+
+#: What the intervals of the summary tables cover, in words (the ``runs`` column counts training runs).
+CI_COVERS = ("A codec with several training runs (runs > 1) is the mean over its runs, and its interval covers "
+             "training seed and test item (crossed bootstrap); a codec run once has an interval over test items "
+             "only, which does not cover the seed-to-seed spread of its training.")
 
 PAIRED_STAGES = {"reconstruction_paired": "reconstruction metric", "probe_paired": "task's primary metric"}
 
@@ -229,10 +250,10 @@ def paired_table(results: pd.DataFrame, stage: str = "probe_paired") -> pd.DataF
         units = paired["unit"].map(lambda u: _blank_to_none(u))
         column = [f"{m}{f' ({u})' if isinstance(u, str) and len(u) <= 8 else ''}{_arrow(h)}"
                   for m, u, h in zip(paired["metric"], units, paired["higher_is_better"])]
-        paired = paired.assign(column=column)
-        table = paired.drop_duplicates(["codec_label", "column"], keep="last").pivot(
-            index="codec_label", columns="column", values="cell")
-        table = table.loc[list(dict.fromkeys(paired["codec_label"])), list(dict.fromkeys(column))]
+        paired = _with_rows(paired.assign(column=column))
+        table = paired.drop_duplicates(["row", "column"], keep="last").pivot(
+            index="row", columns="column", values="cell")
+        table = table.loc[list(dict.fromkeys(paired["row"])), list(dict.fromkeys(column))]
         table.index.name = "codec"
         return table.astype(object).fillna("–")
     paired = paired.assign(column=paired["task"] + ": " + paired["metric"],
@@ -295,7 +316,12 @@ def power_notes(results: pd.DataFrame) -> list[str]:
         if rows.empty:
             continue
         metrics = rows.apply(_compared_metric, axis=1)
-        names = metrics if stage == "reconstruction_paired" else rows["task"] + ": " + metrics
+        if stage == "reconstruction_paired":
+            subsets = rows["subset"] if "subset" in rows else pd.Series([None] * len(rows), index=rows.index)
+            names = pd.Series([f"{m} ({k}s)" if isinstance(k, str) and k else m for m, k in zip(metrics, subsets)],
+                              index=rows.index)
+        else:
+            names = rows["task"] + ": " + metrics
         for name, group in rows.groupby(names, sort=False):
             settings = [_settings(row) for _, row in group.iterrows()]
             mdds = [s["mdd"] for s in settings if s.get("mdd") is not None]
@@ -513,9 +539,11 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     sections = ["# Benchmark report", ""]
     for name, table, caption in (
         ("reconstruction", reconstruction_table(results),
-         "Reconstruction quality (mean [95% bootstrap CI] over test items; n scored, n_failed failed "
-         f"items) and cost{'; ' + WARNING_MARK + ' = value with a warning (see Warnings)' if warnings else ''}."),
-        ("probes", probe_table(results), "Probe scores on test (mean over seeds [95% CI over test items])."),
+         "Reconstruction quality (mean [95% bootstrap CI]; n scored, n_failed failed items) and cost. "
+         + CI_COVERS + f"{' ' + WARNING_MARK + ' = value with a warning (see Warnings).' if warnings else ''}"),
+        ("probes", probe_table(results), "Probe scores on test (mean [95% bootstrap CI]). " + CI_COVERS
+         + " A codec run once is probed with every probe seed (their mean); a codec with several training runs "
+         "is probed once per run, run k with probe seed k."),
         ("reconstruction_paired", paired_table(results, "reconstruction_paired"),
          paired_caption(results, "reconstruction_paired")),
         ("probes_paired", paired_table(results, "probe_paired"), paired_caption(results, "probe_paired")),

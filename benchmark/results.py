@@ -1,7 +1,7 @@
 """Tidy results store with provenance: the one schema that ``run`` and ``eval`` both write.
 
-- ``results.csv``: one row per codec x dataset x split x task/metric x head x seed (or
-  aggregate), each carrying its provenance: codec id and weights hash, dataset identity, metric
+- ``results.csv``: one row per codec x dataset x split (x item kind: ``subset``) x task/metric x
+  head x seed (or aggregate), each carrying its provenance: codec id and weights hash, dataset identity, metric
   card (unit, direction, convention, implementation, version), ``n`` and ``n_failed``, the
   settings the value depends on, config hash, git commit, hardware and time.
 - ``items.csv``: per-item values with status (``ok``/``nan``/``error``), the reason, the
@@ -19,7 +19,7 @@ from typing import Any
 from benchmark.provenance import git_commit, hardware, now, write_csv
 
 RESULT_COLUMNS = (
-    "run", "codec", "codec_label", "codec_id", "weights_id", "dataset", "dataset_id", "split",
+    "run", "codec", "codec_label", "codec_id", "weights_id", "dataset", "dataset_id", "split", "subset",
     "stage", "task", "metric", "representation", "head", "pooling", "seed",
     "value", "std", "ci_low", "ci_high", "n", "n_failed", "unit", "higher_is_better",
     "convention", "implementation", "metric_version", "settings",

@@ -194,3 +194,20 @@ class ChunkOffsetCodec(CountingCodec):
         audio = super().decode(latents) + self.step * self.calls
         self.calls += 1
         return audio
+
+
+class NoisyCodec(CountingCodec):
+    """Adds white noise at ``snr_db`` below each channel's RMS, drawn from ``seed``: a codec of
+    known quality whose "training runs" (seeds, small SNR offsets) can be replicated cheaply."""
+
+    def __init__(self, sample_rate: int = 16000, snr_db: float = 20.0, seed: int = 0) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._config.update(snr_db=snr_db, seed=seed)
+        self.snr_db, self.seed = snr_db, seed
+
+    def decode(self, latents):
+        audio = latents[:, 0, :]
+        rng = np.random.default_rng(self.seed)
+        noise = torch.from_numpy(rng.standard_normal(tuple(audio.shape)).astype(np.float32))
+        rms = audio.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        return audio + noise * rms * 10 ** (-self.snr_db / 20)

@@ -40,6 +40,8 @@ class Item:
     split: one of ``SPLITS``.
     labels: task label fields (see module docstring).
     content_hash: SHA-256 of the file's bytes ("" if not known yet).
+    kind: what sort of audio the item is, for datasets that mix sorts (the built-in one: ``note`` or
+        ``clip``); reconstruction results are summarised per kind, never averaged across. "" = one sort.
     """
 
     id: str
@@ -47,6 +49,7 @@ class Item:
     split: str
     labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     content_hash: str = ""
+    kind: str = ""
 
 
 @dataclasses.dataclass
@@ -185,5 +188,5 @@ def read_metadata(path: Path, root: Path | None = None) -> list[Item]:
             if row.get("pitch"):
                 labels["pitch"] = int(row["pitch"])
             items.append(Item(id=row["id"], path=(root / row["path"]).resolve(), split=row["split"],
-                              labels=labels, content_hash=row.get("sha256", "")))
+                              labels=labels, content_hash=row.get("sha256", ""), kind=row.get("kind") or ""))
     return items

@@ -34,6 +34,25 @@ items, in the metric's unit):
 
 Probe metrics (mAP, balanced accuracy...) are not means of per-item values; their comparisons
 come from bootstrap replicates of the difference instead (:func:`replicate_difference`).
+
+**Training seeds.** A learned codec trained with several seeds is one codec with ``S`` replicates:
+its values form a ``[S, n]`` table (seed x item, crossed: every seed scores the same items).
+Comparing two such codecs on items alone would read the seed-to-seed spread of one recipe as a
+difference between recipes, so :func:`seeded_difference` tests ``delta = mean_s(a) - mean_s(b)``
+with both sources of variance:
+
+    SE^2 = var_s(m_a) / S_a + var_s(m_b) / S_b + var_i(d) / n
+
+``m_a [S_a]``: the per-seed means (probe metrics: the per-seed metric values); ``d [n]``: the
+per-item differences of the seed averages (probe metrics: the item part comes from the paired
+bootstrap, ``SE_item``). A codec with one replicate (a deterministic or external codec, or a learned
+one run once) contributes no seed term: for it the comparison covers items only, and the row says
+so. The statistic ``delta / SE`` is referred to Student's t with the Welch-Satterthwaite degrees of
+freedom of the three terms (``S - 1`` and ``n - 1`` each): with 3 seeds per codec the seed terms
+have 2 df each, the test stays calibrated (tested: two seed sets of one recipe are flagged in at
+most 5 % of repeats), and the minimum detectable difference uses the same t quantiles. The CI of
+``delta`` is ``delta +- t_{df} SE``. (The item-level terms count the seed x item noise twice,
+which errs on the conservative side.)
 """
 
 from __future__ import annotations
@@ -47,6 +66,8 @@ from scipy import stats
 
 METHOD_SIGN_FLIP = "sign-flip permutation (two-sided, exact under exchangeability); percentile bootstrap CI"
 METHOD_BOOTSTRAP_T = "bootstrap-SE t test (two-sided, n-1 df); percentile bootstrap CI"
+METHOD_SEEDED = ("training seed x item t test (two-sided, Welch-Satterthwaite df); t interval; "
+                 "effect size on the seed-averaged items")
 _BLOCK = 512  # bootstrap / permutation rows per block: bounded memory for long test sets
 
 
@@ -59,6 +80,8 @@ class PairedDifference:
     p_value: uncorrected two-sided p. se: bootstrap SD of ``delta``. n: paired items.
     min_p: the smallest p the test can give with these items (0 for a continuous test).
     direction: ``better`` / ``worse`` / ``equal`` for ``a`` by the point estimate.
+    df: degrees of freedom of a t test (``inf``: the normal approximation, used by the sign-flip
+    test's power). seeds_a, seeds_b: training-seed replicates of each side (1: none).
     """
 
     delta: float
@@ -73,6 +96,9 @@ class PairedDifference:
     min_p: float
     method: str
     direction: str
+    df: float = math.inf
+    seeds_a: int = 1
+    seeds_b: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +238,72 @@ def replicate_difference(delta: float, replicates: np.ndarray, n: int, *, higher
                             _direction(delta, higher_is_better))
 
 
+def seed_variance_terms(values: np.ndarray) -> tuple[float, float]:
+    """``(var_s(values) / S, S - 1)`` of per-seed values ``[S]``: the seed term of ``SE^2`` and its
+    degrees of freedom; ``(0, inf)`` for one seed (no seed term)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return 0.0, math.inf
+    return float(v.var(ddof=1) / v.size), float(v.size - 1)
+
+
+def seeded_difference(delta: float, seeds_a: np.ndarray, seeds_b: np.ndarray, item_se: float, n: int, *,
+                      higher_is_better: bool = True, level: float = 0.95, effect_size: float = float("nan"),
+                      effect_ci: tuple[float, float] = (float("nan"), float("nan"))) -> PairedDifference:
+    """A comparison of two codecs with training-seed replicates (module docstring, "Training seeds").
+
+    delta: ``mean_s(a) - mean_s(b)``. seeds_a, seeds_b: per-seed values of each codec (``[1]`` for
+    one run). item_se: standard error of the seed-averaged difference over the ``n`` test items.
+    effect_size, effect_ci: an item-level standardised effect computed by the caller.
+    """
+    a_term, a_df = seed_variance_terms(seeds_a)
+    b_term, b_df = seed_variance_terms(seeds_b)
+    i_term, i_df = (float(item_se) ** 2, float(n - 1)) if n >= 2 and math.isfinite(item_se) else (0.0, math.inf)
+    terms = [(t, d) for t, d in ((a_term, a_df), (b_term, b_df), (i_term, i_df)) if t > 0]
+    nan = float("nan")
+    sa, sb = int(np.size(seeds_a)), int(np.size(seeds_b))
+    if n < 2 or not math.isfinite(delta):
+        return PairedDifference(delta, nan, nan, nan, nan, nan, nan, nan, n, 0.0, METHOD_SEEDED,
+                                _direction(delta, higher_is_better), nan, sa, sb)
+    if not terms:  # no spread anywhere: a difference is exact
+        p = 1.0 if delta == 0 else 0.0
+        return PairedDifference(delta, delta, delta, effect_size, effect_ci[0], effect_ci[1], p, 0.0, n, 0.0,
+                                METHOD_SEEDED, _direction(delta, higher_is_better), math.inf, sa, sb)
+    var = sum(t for t, _ in terms)
+    se = math.sqrt(var)
+    df = var ** 2 / sum(t ** 2 / d for t, d in terms)  # Welch-Satterthwaite
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    half = float(stats.t.ppf((1 + level) / 2, df)) * se
+    return PairedDifference(delta, delta - half, delta + half, effect_size, effect_ci[0], effect_ci[1], p, se, n,
+                            0.0, METHOD_SEEDED, _direction(delta, higher_is_better), float(df), sa, sb)
+
+
+def seeded_paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True, *, seed: int = 0,
+                             n_boot: int = 2000, n_perm: int | None = None, level: float = 0.95) -> PairedDifference:
+    """Compare per-item values ``a [S_a, n]`` with ``b [S_b, n]`` (seed x item tables on the same
+    items; ``[n]`` means one run). One run each: :func:`paired_difference` (sign-flip test). With
+    seeds: :func:`seeded_difference` on the items every replicate of both scored."""
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"seed x item tables on different items: {a.shape} vs {b.shape}")
+    if a.shape[0] == 1 and b.shape[0] == 1:
+        return paired_difference(a[0], b[0], higher_is_better, seed=seed, n_boot=n_boot, n_perm=n_perm, level=level)
+    keep = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)
+    a, b = a[:, keep], b[:, keep]
+    n = int(keep.sum())
+    d = a.mean(axis=0) - b.mean(axis=0)
+    delta = float(a.mean() - b.mean()) if n else float("nan")
+    effect, effect_ci = float("nan"), (float("nan"), float("nan"))
+    item_se = float(d.std(ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
+    if n >= 2:
+        means, sds = bootstrap_means(d, n_boot, seed)
+        effect = float(_effect(np.float64(d.mean()), np.float64(d.std(ddof=1))))
+        effect_ci = _interval(_effect(means, sds), level)
+    return seeded_difference(delta, a.mean(axis=1), b.mean(axis=1), item_se, n, higher_is_better=higher_is_better,
+                             level=level, effect_size=effect, effect_ci=effect_ci)
+
+
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm-Bonferroni step-down adjusted p-values, in the input order.
 
@@ -233,15 +325,17 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def mdd_from_se(se: float, alpha: float, power: float = 0.8, min_p: float = 0.0) -> float:
-    """``(z_{1 - alpha/2} + z_power) * se``: the true difference a two-sided level-``alpha`` test
-    detects with probability ``power`` (normal approximation). ``inf`` if ``min_p > alpha``: the
-    test can never reach the level."""
+def mdd_from_se(se: float, alpha: float, power: float = 0.8, min_p: float = 0.0, df: float = math.inf) -> float:
+    """``(q_{1 - alpha/2} + q_power) * se``: the true difference a two-sided level-``alpha`` test
+    detects with probability ``power``; ``q`` the normal quantile (``df = inf``) or Student's t
+    with ``df`` degrees of freedom (a t test). ``inf`` if ``min_p > alpha``: the test can never
+    reach the level."""
     if not 0 < alpha < 1 or not 0 < power < 1:
         raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
     if min_p > alpha:
         return float("inf")
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+    dist = stats.norm if not math.isfinite(df) else stats.t(df)
+    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
 
 
 def minimum_detectable_difference(differences: np.ndarray, alpha_corrected: float, power: float = 0.8, *,
@@ -271,7 +365,8 @@ def correct_family(tests: Sequence[PairedDifference], alpha: float = 0.05, power
     level = alpha / m
     rows = []
     for test, p_holm in zip(tests, adjusted):
-        mdd = mdd_from_se(test.se, level, power, test.min_p) if math.isfinite(test.se) else float("inf")
+        mdd = (mdd_from_se(test.se, level, power, test.min_p, test.df) if math.isfinite(test.se)
+               else float("inf"))
         rows.append(dict(test.as_dict(), p_holm=float(p_holm), significant=bool(p_holm < alpha), mdd=mdd,
                          family_size=m, alpha=alpha, alpha_corrected=level, power=power))
     return rows
@@ -287,7 +382,18 @@ def comparison_settings(row: Mapping[str, Any], *, metric: str, reference: str, 
             "direction": row["direction"], "effect_size": row["effect_size"],
             "effect_ci": [row["effect_ci_low"], row["effect_ci_high"]], "se": row["se"], "mdd": row["mdd"],
             "power": row["power"], "family_size": row["family_size"], "alpha": row["alpha"],
-            "alpha_corrected": row["alpha_corrected"], "correction": "holm", "method": row["method"], **extra}
+            "alpha_corrected": row["alpha_corrected"], "correction": "holm", "method": row["method"],
+            "df": row.get("df", math.inf), "seeds": [row.get("seeds_a", 1), row.get("seeds_b", 1)],
+            "covers": covers(row.get("seeds_a", 1), row.get("seeds_b", 1)), **extra}
+
+
+def covers(seeds_a: int, seeds_b: int) -> str:
+    """What the uncertainty of a comparison covers, in words."""
+    if max(seeds_a, seeds_b) > 1:
+        return (f"training seeds ({seeds_a} vs {seeds_b}) and test items; a side with one training run "
+                "contributes items only" if min(seeds_a, seeds_b) == 1 else
+                f"training seeds ({seeds_a} vs {seeds_b}) and test items")
+    return "test items only (one training run per codec: the seed-to-seed spread is not in the interval)"
 
 
 def resolve_reference(requested: str, labels: Sequence[str]) -> tuple[str, str | None]:
@@ -306,9 +412,9 @@ def compare_to_reference(values: Mapping[str, Mapping[str, np.ndarray]], referen
                          seed: int = 0, n_boot: int = 2000) -> list[dict[str, Any]]:
     """The family of a reconstruction table: every codec vs ``reference`` on every item metric.
 
-    values: ``metric -> codec label -> [n]`` per-item values, aligned on the same items within a
-        metric (:func:`benchmark.engine.summarise.metric_values`); every metric must have the
-        reference.
+    values: ``metric -> codec label -> [n]`` per-item values (``[S, n]`` for a codec with ``S``
+        training-seed replicates), aligned on the same items within a metric
+        (:func:`benchmark.engine.summarise.metric_values`); every metric must have the reference.
     Returns one row per (codec, metric) comparison, in input order: ``codec``, ``metric``,
     ``reference`` and the fields of :func:`correct_family`. The sign-flip test gets at least
     ``10 m / alpha`` patterns, so its Monte Carlo resolution never decides a Holm step.
@@ -318,7 +424,7 @@ def compare_to_reference(values: Mapping[str, Mapping[str, np.ndarray]], referen
         if reference not in by_codec:
             raise ValueError(f"metric {metric!r} has no values for the reference codec {reference!r}")
     n_perm = max(n_boot, math.ceil(10 * max(len(pairs), 1) / alpha))
-    tests = [paired_difference(values[metric][codec], values[metric][reference], higher_is_better[metric],
-                               seed=seed, n_boot=n_boot, n_perm=n_perm) for metric, codec in pairs]
+    tests = [seeded_paired_difference(values[metric][codec], values[metric][reference], higher_is_better[metric],
+                                      seed=seed, n_boot=n_boot, n_perm=n_perm) for metric, codec in pairs]
     return [dict(row, codec=codec, metric=metric, reference=reference)
             for (metric, codec), row in zip(pairs, correct_family(tests, alpha, power))]

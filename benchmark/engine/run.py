@@ -42,7 +42,7 @@ from benchmark.engine.compare import compare_to_reference, comparison_settings, 
 from benchmark.engine.reconstruct import ContentHashes, Outcome, reconstruct, set_metrics
 from benchmark.engine.score import describe
 from benchmark.engine.sources import CodecSource, Source
-from benchmark.engine.summarise import common_items, item_rows, metric_values, summary_rows
+from benchmark.engine.summarise import common_items, group_rows, item_rows, metric_values, summary_rows
 from benchmark.lazy import resolve
 from benchmark.metrics import METRICS, ItemMetric, MetricError, SetMetric
 from benchmark.metrics.base import format_warning
@@ -50,16 +50,44 @@ from benchmark.provenance import atomic_write
 from benchmark.results import ResultsStore
 
 ENCODE_VERSION = "2"
+SEED_STAGES = {"reconstruction": "reconstruction_seed", "probe": "probe_seed"}
+
+
+@dataclasses.dataclass
+class Grouping:
+    """Which sources are the training-seed replicates of one codec.
+
+    members: group label -> its replicates' labels (a codec run once: ``[its label]``).
+    seeds: replicate label -> its training seed. columns: group label -> the columns of its rows.
+    """
+
+    members: dict[str, list[str]]
+    seeds: dict[str, Any] = dataclasses.field(default_factory=dict)
+    columns: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def singletons(cls, labels: list[str]) -> "Grouping":
+        return cls({label: [label] for label in labels})
+
+    def replicated(self, group: str) -> bool:
+        return self.members[group] != [group]
 
 
 @dataclasses.dataclass
 class CodecRun:
-    """A built codec and its bookkeeping within one run."""
+    """A built codec and its bookkeeping within one run.
+
+    group: the codec's label when this is one of its training-seed replicates (``seed``, the
+    ``replicate_index``-th of its ``train.seeds``), else None.
+    """
 
     spec: CodecSpec
     codec: Codec
     train_info: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    group: str | None = None
+    seed: int | None = None
+    replicate_index: int = 0
 
     @property
     def label(self) -> str:
@@ -121,12 +149,16 @@ def score_sources(sources: list[tuple[Source, dict[str, Any]]], items: list[Item
                   failure_policy: str = "common", seed: int = 0, progress: bool = False,
                   log: Callable[[str], None] = print, hashes: ContentHashes | None = None,
                   timer: StageTimer | None = None, after_each: Callable[[], None] | None = None,
-                  reference_codec: str = "music2latent", alpha: float = 0.05) -> list[Outcome]:
+                  reference_codec: str = "music2latent", alpha: float = 0.05,
+                  grouping: Grouping | None = None) -> list[Outcome]:
     """The reconstruction stage (module docstring). ``sources`` pairs each source with the
     columns of its rows (``codec``, ``codec_label``, ``codec_id``, ``weights_id``, ``dataset``,
     ``dataset_id``, ``split``). With several sources, each is compared with ``reference_codec``
-    (:func:`store_comparisons`)."""
+    (:func:`store_comparisons`). ``grouping``: sources that are training-seed replicates of one
+    codec are summarised and compared as that codec (``reconstruction`` rows), each replicate
+    keeping its own rows (``reconstruction_seed``, with its ``seed``)."""
     timer = timer or StageTimer()
+    grouping = grouping or Grouping.singletons([source.label for source, _ in sources])
     hashes = hashes or ContentHashes()
     outcomes = []
     for source, columns in sources:
@@ -146,59 +178,92 @@ def score_sources(sources: list[tuple[Source, dict[str, Any]]], items: list[Item
             store.add_error(**row)
         if after_each is not None:
             after_each()  # nothing computed is lost if a later codec dies
-    ids = [it.id for it in items]
-    common = common_items(outcomes, ids)
-    if any(o.scorer.set_metrics for o in outcomes):
-        with timer.stage("set metrics", len(common)):
-            set_metrics(outcomes, common, log=log)
-    summaries = summary_rows(outcomes, metrics, ids, policy=failure_policy, seed=seed, segment_seconds=segment_seconds)
-    for (_, columns), outcome in zip(sources, outcomes):
-        for row in summaries[outcome.label]:
-            store.add(**columns, stage="reconstruction", **row)
-            for warning in row["settings"].get("warnings", []) if isinstance(row["settings"], dict) else []:
-                log(format_warning(row["metric"], f"{outcome.label}: {warning}"))
-        for name, message in outcome.set_errors.items():
-            store.add_error(outcome.label, f"metric:{name}", "*", "", message)
-        for name, result in outcome.set_results.items():
-            for item_id, value in result.per_item.items():
-                store.add_item(codec_label=columns.get("codec_label"), codec_id=columns.get("codec_id"),
-                               dataset_id=columns.get("dataset_id"), split=columns.get("split"), item=item_id,
-                               metric=f"{name}_contribution", value=value, status="ok")
-    if len(outcomes) > 1:
-        store_comparisons(sources, outcomes, metrics, ids, store, reference_codec=reference_codec, alpha=alpha,
-                          policy=failure_policy, seed=seed, log=log)
+    family = []
+    for kind, ids in item_kinds(items):
+        subset = {"subset": kind} if kind else {}
+        for outcome in outcomes:
+            outcome.set_results, outcome.set_errors = {}, {}
+        common = common_items(outcomes, ids)
+        if any(o.scorer.set_metrics for o in outcomes):
+            with timer.stage("set metrics", len(common)):
+                set_metrics(outcomes, common, log=log)
+        summaries = summary_rows(outcomes, metrics, ids, policy=failure_policy, seed=seed,
+                                 segment_seconds=segment_seconds)
+        for (_, columns), outcome in zip(sources, outcomes):
+            group = next(g for g, members in grouping.members.items() if outcome.label in members)
+            replicate = grouping.replicated(group)
+            extra = dict(subset, **({"seed": grouping.seeds.get(outcome.label)} if replicate else {}))
+            for row in summaries[outcome.label]:
+                store.add(**columns, stage="reconstruction_seed" if replicate else "reconstruction", **extra, **row)
+                for warning in row["settings"].get("warnings", []) if isinstance(row["settings"], dict) else []:
+                    log(format_warning(row["metric"], f"{outcome.label}{f' ({kind}s)' if kind else ''}: {warning}"))
+            for name, message in outcome.set_errors.items():
+                store.add_error(outcome.label, f"metric:{name}", "*", "", message)
+            for name, result in outcome.set_results.items():
+                for item_id, value in result.per_item.items():
+                    store.add_item(codec_label=columns.get("codec_label"), codec_id=columns.get("codec_id"),
+                                   dataset_id=columns.get("dataset_id"), split=columns.get("split"), item=item_id,
+                                   metric=f"{name}_contribution", value=value, status="ok")
+            if replicate and outcome.label == grouping.members[group][-1]:  # the codec's row after its runs'
+                members = grouping.members[group]
+                for row in group_rows(outcomes, metrics, ids, members, summaries, policy=failure_policy, seed=seed,
+                                      seeds=[grouping.seeds.get(m) for m in members]):
+                    store.add(**grouping.columns[group], stage="reconstruction", **subset, **row)
+        family.append((kind, ids))
+    if len(grouping.members) > 1:
+        store_comparisons(sources, outcomes, metrics, family, store, reference_codec=reference_codec, alpha=alpha,
+                          policy=failure_policy, seed=seed, log=log, grouping=grouping)
     return outcomes
 
 
+def item_kinds(items: list[Item]) -> list[tuple[str, list[str]]]:
+    """``(kind, item ids)`` per item kind, in order of first appearance (:attr:`Item.kind`): notes
+    and clips are summarised, and FAD-like sets formed, separately, never averaged together."""
+    kinds: dict[str, list[str]] = {}
+    for item in items:
+        kinds.setdefault(item.kind, []).append(item.id)
+    return list(kinds.items())
+
+
 def store_comparisons(sources: list[tuple[Source, dict[str, Any]]], outcomes: list[Outcome], metrics: list,
-                      ids: list[str], store: ResultsStore, *, reference_codec: str, alpha: float, policy: str,
-                      seed: int, log: Callable[[str], None] = print) -> None:
-    """``reconstruction_paired`` rows: every source vs the reference codec on every item metric,
-    on the items the summaries use, Holm-corrected over that family
-    (:func:`benchmark.engine.compare.compare_to_reference`). ``value`` is ``mean(codec -
+                      subsets: list[tuple[str, list[str]]], store: ResultsStore, *, reference_codec: str, alpha: float,
+                      policy: str, seed: int, log: Callable[[str], None] = print,
+                      grouping: Grouping | None = None) -> None:
+    """``reconstruction_paired`` rows: every codec vs the reference codec on every item metric and
+    item kind (``subsets``: ``(kind, ids)``), on the items the summaries use, Holm-corrected over
+    that whole family (:func:`benchmark.engine.compare.compare_to_reference`; a codec with
+    training-seed replicates enters as its seed x item table). ``value`` is ``mean(codec -
     reference)`` in the metric's unit (metric ``<name>_minus_<reference>``, the metric's own name in
     ``settings["metric"]``); the test statistics are in ``settings``."""
     item_metrics = [m for m in metrics if isinstance(m, ItemMetric)]
     if not item_metrics:
         return
-    reference, note = resolve_reference(reference_codec, [o.label for o in outcomes])
+    grouping = grouping or Grouping.singletons([o.label for o in outcomes])
+    reference, note = resolve_reference(reference_codec, list(grouping.members))
     if note:
         log(f"[compare] {note}")
-    values, cards = {}, {}
-    for metric in item_metrics:
-        _, values[metric.card.name] = metric_values(outcomes, metric, ids, policy)
-        cards[metric.card.name] = metric.card
-    rows = compare_to_reference(values, reference, higher_is_better={k: c.higher_is_better for k, c in cards.items()},
-                                alpha=alpha, seed=seed)
+    values, cards, higher = {}, {}, {}
+    for kind, ids in subsets:
+        for metric in item_metrics:
+            _, by_label = metric_values(outcomes, metric, ids, policy)
+            key = (metric.card.name, kind)
+            values[key] = {group: (np.stack([by_label[m] for m in members]) if grouping.replicated(group)
+                                   else by_label[members[0]])
+                           for group, members in grouping.members.items()}
+            cards[key], higher[key] = metric.card, metric.card.higher_is_better
+    rows = compare_to_reference(values, reference, higher_is_better=higher, alpha=alpha, seed=seed)
     columns = {outcome.label: cols for (_, cols), outcome in zip(sources, outcomes)}
+    columns.update(grouping.columns)
     for row in rows:
+        name, kind = row["metric"]
         card = cards[row["metric"]]
-        store.add(**columns[row["codec"]], stage="reconstruction_paired", metric=f"{row['metric']}_minus_{reference}",
-                  value=row["delta"], ci_low=row["ci_low"], ci_high=row["ci_high"], n=row["n"], unit=card.unit,
-                  higher_is_better=card.higher_is_better, convention=f"codec minus {reference}; {card.convention}",
-                  implementation=card.implementation, metric_version=card.version,
-                  settings=comparison_settings(row, metric=row["metric"], reference=reference,
-                                               requested=reference_codec, note=note, failure_policy=policy))
+        store.add(**columns[row["codec"]], **({"subset": kind} if kind else {}), stage="reconstruction_paired",
+                  metric=f"{name}_minus_{reference}", value=row["delta"], ci_low=row["ci_low"],
+                  ci_high=row["ci_high"], n=row["n"], unit=card.unit, higher_is_better=card.higher_is_better,
+                  convention=f"codec minus {reference}; {card.convention}", implementation=card.implementation,
+                  metric_version=card.version,
+                  settings=comparison_settings(row, metric=name, reference=reference, requested=reference_codec,
+                                               note=note, failure_policy=policy))
 
 
 def cost_facts(codec: Codec, outcome: Outcome | None, encode: dict[str, float] | None = None) -> dict[str, tuple]:
@@ -257,6 +322,7 @@ class Pipeline:
         self.timer = StageTimer()
         self.hashes = ContentHashes()
         self._dataset: Dataset | None = None
+        self._runs: list[CodecRun] = []
 
     # -- dataset ------------------------------------------------------------------------------------
     def _dataset_args(self) -> tuple[str, Path | None, dict[str, Any]]:
@@ -315,12 +381,47 @@ class Pipeline:
                     weights_id=run.codec.info.weights_id, dataset=self.dataset.name,
                     dataset_id=self.dataset.identity, split=split or self.config.reconstruction_split)
 
+    def group_columns(self, label: str, split: str | None = None) -> dict[str, Any]:
+        """Row columns of a codec by its label: a multi-seed codec's ids hash its replicates' ids."""
+        members = [r for r in self._runs if (r.group or r.label) == label]
+        if len(members) == 1 and members[0].group is None:
+            return self.columns(members[0], split)
+        first = members[0]
+        return dict(self.columns(first, split), codec_label=label,
+                    codec_id=cache_key("replicates", [r.codec.identity for r in members])[:16],
+                    weights_id=cache_key("replicates", [r.codec.info.weights_id for r in members])[:16])
+
+    def grouping(self, runs: list[CodecRun], split: str | None = None) -> Grouping:
+        """Training-seed replicates of ``runs`` by codec (:class:`Grouping`)."""
+        members: dict[str, list[str]] = {}
+        for r in runs:
+            members.setdefault(r.group or r.label, []).append(r.label)
+        return Grouping(members, seeds={r.label: r.seed for r in runs if r.group is not None},
+                        columns={g: self.group_columns(g, split) for g, m in members.items() if m != [g]})
+
     def source(self, run: CodecRun) -> CodecSource:
         return self.source_for(run.codec, run.label)
 
     def source_for(self, codec: Codec, label: str) -> CodecSource:
         return CodecSource(codec, label, chunk_seconds=self.config.chunk_seconds,
                            overlap_seconds=self.config.overlap_seconds, device=self.config.device, cache=self.cache)
+
+    def build_codecs(self) -> list[CodecRun]:
+        """Every codec of the config, one :class:`CodecRun` per training run (``train.seeds``); a
+        codec that cannot be built is an error row, the others go on."""
+        runs: list[CodecRun] = []
+        for spec in self.config.codecs:
+            for index, (replicate, seed) in enumerate(spec.replicates()):
+                try:
+                    run = self.build_codec(replicate)
+                except Exception as exc:
+                    self.store.add_error(replicate.display, "build", "*", "", describe(exc))
+                    self.log(f"[{replicate.display}] cannot be built, skipped: {describe(exc)}")
+                    continue
+                if seed is not None:
+                    run.group, run.seed, run.replicate_index = spec.display, seed, index
+                runs.append(run)
+        return runs
 
     # -- encode (latents and features for the probes) ----------------------------------------------
     def _encode_key(self, run: CodecRun, item: Item) -> str:
@@ -430,20 +531,32 @@ class Pipeline:
                                  self.store, segment_seconds=cfg.segment_seconds, cache=self.cache,
                                  metric_options=cfg.metric_options, failure_policy=cfg.failure_policy, seed=cfg.seed,
                                  progress=self.progress, log=self.log, hashes=self.hashes, timer=self.timer,
-                                 after_each=self.store.write, reference_codec=cfg.reference_codec, alpha=cfg.alpha)
+                                 after_each=self.store.write, reference_codec=cfg.reference_codec, alpha=cfg.alpha,
+                                 grouping=self.grouping(decoding))
         return {r.label: o for r, o in zip(decoding, outcomes)}
 
-    def cost_rows(self, run: CodecRun, outcome: Outcome | None, encode: dict[str, float] | None) -> None:
-        info = run.codec.info
-        facts = cost_facts(run.codec, outcome, encode)
-        for key in ("train_seconds", "train_steps"):
-            if key in run.train_info:
-                facts[key] = (float(run.train_info[key]), "s" if key == "train_seconds" else "steps", None)
-        for metric, (value, unit, hib) in facts.items():
-            self.store.add(**self.columns(run), stage="cost", metric=metric, value=value, unit=unit,
-                           higher_is_better=hib,
-                           settings={"license": f"code {info.code_license}; weights {info.weights_license}",
-                                     "stochastic": info.stochastic, "hardware_note": "measured when computed"})
+    def cost_rows(self, runs: list[CodecRun], outcomes: dict[str, Outcome],
+                  encoded: dict[str, dict[str, float]]) -> None:
+        """``cost`` rows per codec; a multi-seed codec's are the mean over its training runs (the
+        architecture facts are the same for all of them)."""
+        by_group: dict[str, list[CodecRun]] = {}
+        for run in runs:
+            by_group.setdefault(run.group or run.label, []).append(run)
+        for label, members in by_group.items():
+            info = members[0].codec.info
+            per_run = [cost_facts(r.codec, outcomes.get(r.label), encoded.get(r.label)) for r in members]
+            for r, facts in zip(members, per_run):
+                for key in ("train_seconds", "train_steps"):
+                    if key in r.train_info:
+                        facts[key] = (float(r.train_info[key]), "s" if key == "train_seconds" else "steps", None)
+            for metric, (_, unit, hib) in per_run[0].items():
+                values = [f[metric][0] for f in per_run if metric in f]
+                settings = {"license": f"code {info.code_license}; weights {info.weights_license}",
+                            "stochastic": info.stochastic, "hardware_note": "measured when computed"}
+                if len(members) > 1:
+                    settings.update(seed_values=values, seeds=[r.seed for r in members])
+                self.store.add(**self.group_columns(label), stage="cost", metric=metric,
+                               value=float(np.mean(values)), unit=unit, higher_is_better=hib, settings=settings)
 
     def probe(self, runs: list[CodecRun]) -> None:
         from benchmark.engine.probing import probe_all
@@ -455,7 +568,8 @@ class Pipeline:
         from benchmark.engine.steps import steps_study, summarize_steps_study
 
         study = dict(self.config.steps_study)
-        stochastic = [r for r in runs if r.codec.info.stochastic and r.codec.info.can_decode]
+        # one training run per codec: the study is about decoding, not about training seeds
+        stochastic = [r for r in runs if r.codec.info.stochastic and r.codec.info.can_decode and r.replicate_index == 0]
         if not stochastic:
             return
         chosen = items[: study.get("max_items", 16)]
@@ -481,7 +595,8 @@ class Pipeline:
             run = labels.get(row["codec"])
             if run is None:
                 continue
-            self.store.add(**self.columns(run), stage="steps_study", metric=row["metric"], value=row["mean"],
+            self.store.add(**dict(self.group_columns(run.group or run.label), codec_label=run.label),
+                           stage="steps_study", metric=row["metric"], value=row["mean"],
                            std=row.get("seed_std"), n=row.get("n_items"), unit=row.get("unit"),
                            higher_is_better=row.get("higher_is_better"),
                            settings={"steps": row["steps"], "nfe": row.get("nfe"),
@@ -504,21 +619,14 @@ class Pipeline:
         recon_items = self.items(cfg.reconstruction_split)
         self.log(f"dataset {self.dataset.name} [{self.dataset.identity}]: {len(items)} items, "
                  f"{len(recon_items)} for reconstruction")
-        runs: list[CodecRun] = []
-        for spec in cfg.codecs:
-            try:
-                runs.append(self.build_codec(spec))
-            except Exception as exc:
-                self.store.add_error(spec.display, "build", "*", "", describe(exc))
-                self.log(f"[{spec.display}] cannot be built, skipped: {describe(exc)}")
+        runs = self._runs = self.build_codecs()
         encoded: dict[str, dict[str, float]] = {}
         if cfg.tasks:
             for run in runs:
                 with self.timer.stage(f"encode {run.label}", len(items)):
                     encoded[run.label] = self.encode_items(run, items)
         outcomes = self.reconstruction(runs, recon_items)
-        for run in runs:
-            self.cost_rows(run, outcomes.get(run.label), encoded.get(run.label))
+        self.cost_rows(runs, outcomes, encoded)
         self.store.write()
         if cfg.tasks and runs:
             with self.timer.stage("probes"):

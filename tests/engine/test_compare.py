@@ -261,9 +261,13 @@ class _FakePipe:
     def columns(self, run, split):
         return dict(codec=run.label, codec_label=run.label, codec_id=run.label, split=split)
 
+    def group_columns(self, label, split):
+        return dict(codec=label, codec_label=label, codec_id=label, split=split)
+
 
 def _run(label, decodes=True):
-    return SimpleNamespace(label=label, codec=SimpleNamespace(info=SimpleNamespace(can_decode=decodes)))
+    return SimpleNamespace(label=label, group=None, seed=None,
+                           codec=SimpleNamespace(info=SimpleNamespace(can_decode=decodes)))
 
 
 def test_probe_family_is_every_codec_task_representation_head_vs_the_reference(tmp_path):
@@ -273,7 +277,8 @@ def test_probe_family_is_every_codec_task_representation_head_vs_the_reference(t
     ref = _predictions(rng.random(150) < 0.6, 0)
     preds = {"features": _predictions(rng.random(150) < 0.6, 0), "ref": ref,
              "good": _predictions(rng.random(150) < 0.95, 0), "same": ref}
-    groups = {("instrument", rep, head): [(run, f"{run.label}-{rep}-{head}", preds[run.label]) for run in runs]
+    groups = {("instrument", rep, head): [(run.label, [preds[run.label]], [f"{run.label}-{rep}-{head}"])
+                                          for run in runs]
               for rep in ("latents", "features") for head in ("linear", "mlp")}
     pipe = _FakePipe(tmp_path, "ref")
     _paired_tests(pipe, runs, tasks, groups, ProbeConfig(bootstrap=300))
