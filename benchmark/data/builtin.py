@@ -3,68 +3,108 @@
 It lets every stage of the benchmark (reconstruction metrics, latent probes) run offline with
 no downloaded data. Audio is synthesised by :mod:`benchmark.data.synth` from a General MIDI
 SoundFont (default: ``TimGM6mb.sf2`` shipped inside ``pretty_midi``; any ``.sf2`` may be
-given as ``soundfont``).
+given as ``soundfont``). This is version 2 of the generator (:data:`GENERATOR_VERSION`).
 
 Content
 -------
-**Notes** (NSynth-like, ``kind=note``): one note per file, onset at 0 s, note-off at 50-75 %
-of the clip so the release is heard. Labels ``instrument`` (one of the 11 families in
-:data:`FAMILIES`, several GM programs each, see :data:`PROGRAMS`) and ``pitch`` (MIDI number,
-within ``[pitch_min, pitch_max]`` and the program's playable range). Extra columns:
-``program``, ``velocity`` (``[velocity_min, velocity_max]``), ``note_off_s``. Dry (no reverb or
-chorus).
+**Notes** (NSynth-like, ``kind=note``): one note per file, after ``note_lead_in`` (default
+0.1 s) of silence: onset at ``onset_s``, note-off at the onset plus 50-75 % of the rest of the
+file, so the release is heard. (The lead-in keeps the attack out of the first ``n_fft - hop``
+samples, which spectral front ends attenuate.) Labels ``instrument`` (one of the 11 families
+in :data:`FAMILIES`, several GM programs each, see :data:`PROGRAMS`) and ``pitch`` (MIDI
+number, within ``[pitch_min, pitch_max]`` and the program's playable range). Extra columns:
+``program``, ``velocity`` (``[velocity_min, velocity_max]``), ``onset_s``, ``note_off_s``. Dry
+(no reverb or chorus).
 
 **Clips** (``kind=clip``): multi-instrument excerpts in one of the 24 keys (label ``key`` in
-``mir_eval`` spelling, see :data:`KEYS`): a chord instrument playing a diatonic progression
-(sustained, on-beat stabs or arpeggios), a melody from the scale (85 % of clips), a bass on the
-chord roots (70 %) and GM drums on channel 10 (``drum_probability``), at a tempo drawn from
-one of three bins (slow 60-88, medium 92-116, fast 120-160 BPM). Minor keys use natural minor
-with a major dominant (harmonic-minor leading tone). Label ``tags`` (multi-label, vocabulary
-:data:`TAGS`): the family of every pitched part present (``bass`` for the bass line),
-``drums``, ``slow``/``fast`` (medium tempo gets neither) and ``major``/``minor``. Extra
-columns: ``tempo_bpm``, ``programs``, ``progression``.
+``mir_eval`` spelling, see :data:`KEYS`), silent for ``clip_lead_in`` (default 0.1 s), then: a
+chord instrument playing a progression (sustained, on-beat stabs or arpeggios), a melody
+(85 % of clips), a bass on the chord roots and fifths (70 %) and GM drums on channel 10
+(``drum_probability``), at a tempo drawn from one of three bins (slow 60-88, medium 92-116,
+fast 120-160 BPM). Label ``tags`` (multi-label, vocabulary :data:`TAGS`): the family of every
+pitched part present (``bass`` for the bass line), ``drums``, ``slow``/``fast`` (medium tempo
+gets neither) and ``major``/``minor``. Extra columns: ``tempo_bpm``, ``programs``,
+``progression``, ``onset_s`` (the lead-in).
+
+Harmony (:data:`PROGRESSIONS`, one drawn per clip):
+
+=====  ====================================================================================
+major  I-IV-V-I, I-ii-V-I, I-vi-IV-V-I, I-IV-I-V-I, I-IV-vi-V-I, I-vi-ii-V-I
+minor  i-iv-V-i, i-iio-V-i, i-VI-iv-V-i, i-iv-i-V-i, i-VII-VI-V-i, i-III-iv-V-i
+=====  ====================================================================================
+
+What holds for every clip (checked on the planned notes by ``tests/data/test_builtin*.py``):
+
+- Every progression starts on the tonic chord and ends with the cadence V-I (V-i). Minor keys
+  use natural minor with a major dominant V, whose third is the harmonic-minor leading tone:
+  every minor progression contains V, so every minor clip sounds the leading tone, which lies
+  outside its relative major's scale. All major progressions start on I, so none is chord for
+  chord a minor progression (which starts on i) of the relative key.
+- The progression is fitted to the clip (:func:`chord_timeline`): played once, or repeated
+  where a chord would otherwise exceed one 4/4 bar, with equal chords (a whole number of half
+  beats) from the lead-in on and the final tonic, at least as long, held to the clip's end.
+  So the last chord is the tonic and the tonic chord sounds for at least 2/5 of the time
+  after the lead-in (at least 39 % of a ``default`` clip). Only the chord lengths depend on
+  ``clip_seconds``, not the arrangement (tempo, progression, parts, programs).
+- Every pitched note is in the key's scale (natural minor in minor keys) except the leading
+  tone, which only starts while V sounds. The melody walks on the scale from the tonic, starts
+  each chord on a chord tone and ends on the tonic, held through the final chord.
+
+Krumhansl-Schmuckler key finding on the planned notes (duration-weighted pitch classes, drums
+excluded) ranks the labelled key first for 237 of the 240 ``default`` clips (the other three
+are minor clips, second to their parallel major) and above its relative key for all 240
+(with seeds 1-8: 234-239 first, all 240 above the relative key; ``large``: 796 of 800 first,
+one major clip below its relative minor).
 
 All audio is mono, peak-normalised to ``peak_dbfs`` (default -1 dBFS; FluidSynth's own peaks
 are at -30 to -15 dBFS), with a 10 ms (notes) / 20 ms (clips) fade at the end against clicks, and
 stored as 16-bit WAV at ``sample_rate`` (FluidSynth renders at that rate; no resampling).
 Keys for which the SoundFont has no sample (:func:`benchmark.data.synth.key_coverage`) are
-never chosen for notes and are left out of clips. Pitch labels are MIDI note numbers as
-played: organ presets with 16' stops sound an octave below, as on the real instrument.
+never chosen for notes and are played an octave away in clips. Pitch labels are MIDI note
+numbers as played: organ presets with 16' stops sound an octave below, as on the real
+instrument.
 
-Splits (train/valid/test, ~70/15/15) cannot leak
-------------------------------------------------
-- A split is a pure function of a *group key* hashed with SHA-256 (:func:`split_of`), so
-  adding items (a bigger ``n_notes``/``n_clips``) never moves an existing one, and the rule
-  does not depend on the seed.
-- Notes: the group key is ``(program, pitch)`` and every (program, pitch) combination occurs
-  at most once in the whole dataset, so no near-duplicate render (same preset, same key, other
-  velocity) can sit in two splits. Notes are chosen family by family in a seeded hash order;
-  a valid/test note is only taken once its family and pitch already occur in train (it is
-  deferred otherwise), so every instrument and pitch class that is evaluated was seen in
-  training. Unlike NSynth's split (by instrument), the same GM programs appear in every split
-  at different pitches: the instrument task measures timbre recognition across pitch, not
-  generalisation to unseen instruments.
-- Clips: each clip is composed from its own seed (``seed``, clip index); the group key is the
-  clip id. Keys are dealt in a seeded cycle of the 24 keys *per split*, so each split holds
-  every key once before any repeats and, as train is the largest split, every key in valid or
-  test is also in train (with >= 24 train clips, all 24 keys are).
+Splits (train/valid/test, ``split_fractions``) cannot leak
+----------------------------------------------------------
+- Notes: the split is a pure function of the group key ``(program, pitch)`` hashed with
+  SHA-256 into buckets of widths ``split_fractions`` (:func:`split_of`), so adding notes never
+  moves an existing one, and the rule does not depend on the seed. Every (program, pitch)
+  combination occurs at most once in the whole dataset, so no near-duplicate render (same
+  preset, same key, other velocity) can sit in two splits. Notes are chosen family by family
+  in a seeded hash order; a valid/test note is only taken once its family and pitch already
+  occur in train (it is deferred otherwise, and dropped if ``n_notes`` is reached first), so
+  every instrument and pitch that is evaluated was seen in training; the split sizes are
+  therefore the fractions only in expectation. Unlike NSynth's split (by instrument), the same
+  GM programs appear in every split at different pitches: the instrument task measures timbre
+  recognition across pitch, not generalisation to unseen instruments.
+- Clips: each clip is composed from its own seed (``seed``, clip index) and has its own
+  group. Clip ``i`` goes to the split most behind its quota after ``i + 1`` clips
+  (:func:`deal_splits`): every split holds its fraction of the clips to within one (exactly
+  when the quotas are whole numbers), and adding clips never moves an existing one. Keys are
+  dealt in a seeded cycle of the 24 keys *per split*, so a split of ``24 m`` clips holds
+  every key exactly ``m`` times, and as train is the largest split, every key in valid or
+  test is also in train.
 
 Presets (:data:`BUILTIN_PRESETS`)
---------------------------------
-Generation measured with 2 workers on a 2-core CPU shared with other jobs (CPU = sum over
-processes, i.e. about twice the wall time on two idle cores):
+---------------------------------
+Generation measured with ``load_builtin(workers=2)`` into an empty folder on a 2-core AMD
+EPYC shared with other jobs (CPU = sum over processes; version 1 of the generator took
+20 s CPU, 10 s wall for its ``default`` of 480 x 1 s + 160 x 5 s on the same machine):
 
-========  =====  ==========  ===========  ======  ========  =======  =======
-preset    rate   notes       clips        pitch   disk      CPU      wall
-========  =====  ==========  ===========  ======  ========  =======  =======
-smoke     22050  66 x 1 s    24 x 3 s     48-72   6 MB      2 s      3 s
-default   44100  480 x 1 s   160 x 5 s    36-84   109 MB    15 s     25 s
-large     44100  2000 x 2 s  800 x 10 s   28-96   1.0 GB    100 s    170 s
-========  =====  ==========  ===========  ======  ========  =======  =======
+========  =====  ==================  ==========  ==========  ======  =======  =====  =====
+preset    rate   split fractions     notes       clips       pitch   disk     CPU    wall
+========  =====  ==================  ==========  ==========  ======  =======  =====  =====
+smoke     22050  0.70 / 0.15 / 0.15  66 x 1 s    24 x 3 s    48-72   6 MB     3 s    2 s
+default   44100  0.50 / 0.10 / 0.40  480 x 1 s   240 x 4 s   36-84   127 MB   25 s   13 s
+large     44100  0.70 / 0.15 / 0.15  2000 x 2 s  800 x 10 s  28-96   1.06 GB  125 s  65 s
+========  =====  ==================  ==========  ==========  ======  =======  =====  =====
 
-``smoke`` holds all 11 families, 20 pitches and both modes (17 of the 24 keys in train);
-``default`` has all 24 keys in train (4-5 clips each) and test, 22 in valid, 49 pitch classes
-(3-19 notes each) and 43-44 notes per family.
+Items per split (train / valid / test), notes + clips: ``smoke`` 39 / 11 / 16 + 17 / 4 / 3
+(138 s of audio); ``default`` 228 / 42 / 210 + 120 / 24 / 96 (1440 s: 480 s of notes, 960 s
+of clips; test 594 s); ``large`` 1402 / 312 / 286 + 560 / 120 / 120 (12000 s).
+``smoke`` holds all 11 families, 20 pitches and both modes; ``default`` has every key 5 times
+in train, 4 times in test and once in valid, every family 15 or more times in test notes,
+and 49 pitches, all of them in train.
 
 Cache
 -----
@@ -80,6 +120,7 @@ not depend on the number of workers or their order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -92,6 +133,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -99,13 +141,13 @@ import numpy as np
 
 from benchmark.data import synth
 from benchmark.data.audio import file_hash, write_audio
-from benchmark.data.dataset import (Dataset, DatasetError, DatasetPlan, identity_of, read_metadata,
+from benchmark.data.dataset import (SPLITS, Dataset, DatasetError, DatasetPlan, identity_of, read_metadata,
                                     write_metadata)
 
 log = logging.getLogger(__name__)
 
 #: Bump whenever the generator's output changes for the same spec (renames every cache folder).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # -- vocabularies ----------------------------------------------------------------------------
 FAMILIES: tuple[str, ...] = ("keyboard", "mallet", "organ", "guitar", "bass", "strings", "brass",
@@ -192,15 +234,19 @@ KEYS: tuple[str, ...] = (tuple(f"{n} major" for n in _MAJOR_NAMES)
 TAGS: tuple[str, ...] = FAMILIES + ("drums", "slow", "fast", "major", "minor")
 
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
-# Progressions as 0-based scale degrees (0 = I/i); roman numerals are stored in metadata.
+#: Chord progressions as 0-based scale degrees (0 = I/i); roman numerals are stored in metadata.
+#: Every one starts and ends on the tonic chord and every minor one passes through the major
+#: dominant V (the harmonic-minor leading tone, outside the relative major's scale). As every
+#: major progression starts on I, none equals a minor progression (which starts on i) of the
+#: relative key chord for chord.
 PROGRESSIONS = {
-    "major": ((0, 4, 5, 3), (0, 3, 4, 0), (5, 3, 0, 4), (0, 5, 3, 4), (1, 4, 0, 0), (0, 3, 0, 4)),
-    "minor": ((0, 3, 4, 0), (0, 5, 2, 6), (0, 3, 6, 2), (0, 6, 5, 4), (0, 5, 3, 4), (0, 3, 0, 4)),
+    "major": ((0, 3, 4, 0), (0, 1, 4, 0), (0, 5, 3, 4, 0), (0, 3, 0, 4, 0), (0, 3, 5, 4, 0), (0, 5, 1, 4, 0)),
+    "minor": ((0, 3, 4, 0), (0, 1, 4, 0), (0, 5, 3, 4, 0), (0, 3, 0, 4, 0), (0, 6, 5, 4, 0), (0, 2, 3, 4, 0)),
 }
 _ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
 TEMPO_BINS = {"slow": (60, 88), "medium": (92, 116), "fast": (120, 160)}
-
-SPLIT_FRACTIONS = (("train", 0.70), ("valid", 0.15), ("test", 0.15))
+#: Longest chord of a clip, in beats (one 4/4 bar); longer clips repeat their progression.
+MAX_CHORD_BEATS = 4.0
 
 #: ``(bank, program) -> MIDI keys with a sample``, see :func:`benchmark.data.synth.key_coverage`.
 Coverage = Mapping[tuple[int, int], frozenset[int]]
@@ -211,9 +257,15 @@ Coverage = Mapping[tuple[int, int], frozenset[int]]
 class BuiltinSpec:
     """Generation parameters; equal specs (and SoundFont bytes) give byte-identical datasets.
 
+    The field defaults are the ``default`` preset.
+
     sample_rate: Hz (8000-96000), the rate FluidSynth renders and the files are stored at.
     n_notes, note_seconds: number and length (s) of single-note files.
     n_clips, clip_seconds: number and length (s) of multi-instrument clips.
+    note_lead_in, clip_lead_in: silence (s) before a note's onset / a clip's first event; each
+        must be shorter than half its item.
+    split_fractions: target (train, valid, test) fractions, positive, summing to 1; clips hit
+        them exactly (within one clip), notes in expectation (see the module docstring).
     seed: chooses the notes, velocities, keys and every clip's composition.
     soundfont: path of a ``.sf2`` file; ``None`` uses pretty_midi's ``TimGM6mb.sf2``. Only its
         SHA-256 enters the identity, not the path.
@@ -228,8 +280,11 @@ class BuiltinSpec:
     sample_rate: int = 44100
     n_notes: int = 480
     note_seconds: float = 1.0
-    n_clips: int = 160
-    clip_seconds: float = 5.0
+    n_clips: int = 240
+    clip_seconds: float = 4.0
+    note_lead_in: float = 0.1
+    clip_lead_in: float = 0.1
+    split_fractions: tuple[float, float, float] = (0.5, 0.1, 0.4)
     seed: int = 0
     soundfont: str | None = None
     families: tuple[str, ...] = FAMILIES
@@ -247,6 +302,7 @@ class BuiltinSpec:
         if isinstance(self.families, str):
             object.__setattr__(self, "families", (self.families,))
         object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "split_fractions", tuple(float(f) for f in self.split_fractions))
         problems = []
         if unknown := [f for f in self.families if f not in FAMILIES]:
             problems.append(f"unknown families {unknown} (known: {', '.join(FAMILIES)})")
@@ -258,6 +314,14 @@ class BuiltinSpec:
             problems.append(f"n_notes={self.n_notes}, n_clips={self.n_clips}: need >= 0 and at least one item")
         if self.note_seconds <= 0 or self.clip_seconds <= 0:
             problems.append("note_seconds and clip_seconds must be positive")
+        elif not (0 <= self.note_lead_in < self.note_seconds / 2 and 0 <= self.clip_lead_in < self.clip_seconds / 2):
+            problems.append(f"note_lead_in={self.note_lead_in} and clip_lead_in={self.clip_lead_in} must be >= 0 "
+                            f"and shorter than half of note_seconds={self.note_seconds} / "
+                            f"clip_seconds={self.clip_seconds}")
+        if (len(self.split_fractions) != len(SPLITS) or min(self.split_fractions) <= 0
+                or abs(sum(self.split_fractions) - 1.0) > 1e-6):
+            problems.append(f"split_fractions={self.split_fractions} must be three positive (train, valid, "
+                            f"test) fractions summing to 1")
         if not 0 <= self.pitch_min <= self.pitch_max <= 127:
             problems.append(f"pitch range {self.pitch_min}-{self.pitch_max} must satisfy 0 <= min <= max <= 127")
         if not 1 <= self.velocity_min <= self.velocity_max <= 127:
@@ -272,11 +336,11 @@ class BuiltinSpec:
 
 #: Named sizes; see the table in the module docstring.
 BUILTIN_PRESETS: dict[str, BuiltinSpec] = {
-    "smoke": BuiltinSpec(sample_rate=22050, n_notes=66, note_seconds=1.0, n_clips=24,
-                         clip_seconds=3.0, pitch_min=48, pitch_max=72),
+    "smoke": BuiltinSpec(sample_rate=22050, n_notes=66, note_seconds=1.0, n_clips=24, clip_seconds=3.0,
+                         split_fractions=(0.70, 0.15, 0.15), pitch_min=48, pitch_max=72),
     "default": BuiltinSpec(),
     "large": BuiltinSpec(n_notes=2000, note_seconds=2.0, n_clips=800, clip_seconds=10.0,
-                         pitch_min=28, pitch_max=96),
+                         split_fractions=(0.70, 0.15, 0.15), pitch_min=28, pitch_max=96),
 }
 
 
@@ -290,21 +354,59 @@ def _rng(*parts: Any) -> np.random.Generator:
     return np.random.default_rng(_digest("m2l-builtin", *parts))
 
 
-def split_of(group: str) -> str:
-    """Split of a group key: a fixed SHA-256 hash bucket (70/15/15), independent of the seed."""
+def split_of(group: str, fractions: Sequence[float]) -> str:
+    """Split of a group key: a fixed SHA-256 hash bucket, independent of the seed.
+
+    ``fractions``: (train, valid, test) bucket widths, summing to 1.
+    """
     u = _digest("m2l-builtin-split", group) / 2.0 ** 64
     edge = 0.0
-    for name, fraction in SPLIT_FRACTIONS:
+    for name, fraction in zip(SPLITS, fractions, strict=True):
         edge += fraction
         if u < edge:
             return name
-    return SPLIT_FRACTIONS[-1][0]
+    return SPLITS[-1]
+
+
+def deal_splits(n: int, fractions: Sequence[float]) -> list[str]:
+    """Splits of items ``0..n-1`` dealt in order, each to the split most behind its quota.
+
+    After ``m`` items every split holds its quota ``m * fraction`` to within one item (exactly,
+    whenever all quotas are whole numbers), and item ``i``'s split depends on ``i`` and the
+    fractions only, so adding items never moves an existing one. Quotas are compared as exact
+    fractions (``fractions`` are rounded to 1e-6), ties go to the earlier split.
+    """
+    quotas = [Fraction(f).limit_denominator(10 ** 6) for f in fractions]
+    quotas = [q / sum(quotas) for q in quotas]
+    counts = [0] * len(quotas)
+    splits = []
+    for m in range(1, n + 1):
+        behind = [m * q - c for q, c in zip(quotas, counts)]
+        s = behind.index(max(behind))
+        counts[s] += 1
+        splits.append(SPLITS[s])
+    return splits
 
 
 # -- planning (pure, cheap): what to render and its labels ----------------------------------
 @dataclasses.dataclass(frozen=True)
+class Chord:
+    """One chord of a clip: scale ``degree`` (0 = tonic), its ``numeral``, ``pitch_classes``
+    (root, third, fifth; 0 = C) and when it sounds, ``start``-``end`` in seconds."""
+
+    degree: int
+    numeral: str
+    pitch_classes: tuple[int, int, int]
+    start: float
+    end: float
+
+
+@dataclasses.dataclass(frozen=True)
 class PlannedItem:
-    """One file to render: its metadata row and the MIDI tracks that make it."""
+    """One file to render: its metadata row and the MIDI tracks that make it.
+
+    ``chords``: a clip's chord timeline (empty for notes), for analysis and tests; not stored.
+    """
 
     id: str
     relpath: str
@@ -315,6 +417,7 @@ class PlannedItem:
     seconds: float
     reverb: bool
     fade_seconds: float
+    chords: tuple[Chord, ...] = ()
 
 
 def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
@@ -343,6 +446,9 @@ def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
     queues = [sorted(per_family[f]) for f in FAMILIES if f in per_family]
     order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]  # round robin
 
+    def split(program: int, pitch: int) -> str:
+        return split_of(f"note:{program}:{pitch}", spec.split_fractions)
+
     chosen: list[tuple[int, int]] = []
     train_families: set[str] = set()
     train_pitches: set[int] = set()
@@ -354,7 +460,7 @@ def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
     for _, program, pitch in order:
         if len(chosen) >= spec.n_notes:
             break
-        if split_of(f"note:{program}:{pitch}") == "train":
+        if split(program, pitch) == "train":
             chosen.append((program, pitch))
             train_families.add(PROGRAMS[program].family)
             train_pitches.add(pitch)
@@ -372,17 +478,31 @@ def plan_notes(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
         raise DatasetError(f"could only place {len(chosen)} of n_notes={spec.n_notes} notes with "
                            f"every pitch and family covered in train; ask for fewer notes")
 
+    # Within each split, reorder the notes to cycle through the families (selection order within
+    # a family), keeping the positions the split's notes hold in the list: then every prefix of
+    # a split, e.g. a max_items cap, is balanced across families, as is every prefix of the list.
+    rank: collections.Counter[tuple[str, str]] = collections.Counter()
+    per_split: dict[str, list[tuple[int, int, int, int]]] = collections.defaultdict(list)
+    for program, pitch in chosen:
+        group = (split(program, pitch), PROGRAMS[program].family)
+        per_split[group[0]].append((rank[group], FAMILIES.index(group[1]), program, pitch))
+        rank[group] += 1
+    queues = {name: iter(sorted(notes)) for name, notes in per_split.items()}
+    chosen = [next(queues[split(program, pitch)])[2:] for program, pitch in chosen]
+
     items = []
-    for program, pitch in chosen:  # selection order: every prefix is balanced across families
+    onset = spec.note_lead_in
+    for program, pitch in chosen:
         rng = _rng(spec.seed, "note", program, pitch)
         velocity = int(rng.integers(spec.velocity_min, spec.velocity_max + 1))
-        note_off = round(float(spec.note_seconds * rng.uniform(0.5, 0.75)), 4)
+        note_off = round(float(onset + (spec.note_seconds - onset) * rng.uniform(0.5, 0.75)), 4)
         item_id = f"note-{program:03d}-{pitch:03d}"
         items.append(PlannedItem(
-            id=item_id, relpath=f"notes/{item_id}.wav", split=split_of(f"note:{program}:{pitch}"),
+            id=item_id, relpath=f"notes/{item_id}.wav", split=split(program, pitch),
             labels={"instrument": PROGRAMS[program].family, "pitch": pitch},
-            extras={"kind": "note", "program": program, "velocity": velocity, "note_off_s": note_off},
-            tracks=(synth.Track(0, program, (synth.Note(pitch, velocity, 0.0, note_off),)),),
+            extras={"kind": "note", "program": program, "velocity": velocity, "onset_s": onset,
+                    "note_off_s": note_off},
+            tracks=(synth.Track(0, program, (synth.Note(pitch, velocity, onset, note_off),)),),
             seconds=spec.note_seconds, reverb=False, fade_seconds=0.01))
     return items
 
@@ -398,14 +518,12 @@ def key_cycle(seed: int) -> list[str]:
 def plan_clips(spec: BuiltinSpec, coverage: Coverage) -> list[PlannedItem]:
     """Compose ``spec.n_clips`` clips; clip ``i`` depends only on ``(seed, i)`` and its split rank."""
     cycle = key_cycle(spec.seed)
-    dealt = {name: 0 for name, _ in SPLIT_FRACTIONS}
+    dealt = dict.fromkeys(SPLITS, 0)
     items = []
-    for index in range(spec.n_clips):
-        item_id = f"clip-{index:05d}"
-        split = split_of(f"clip:{item_id}")
+    for index, split in enumerate(deal_splits(spec.n_clips, spec.split_fractions)):
         key = cycle[dealt[split] % len(cycle)]
         dealt[split] += 1
-        items.append(_compose_clip(spec, coverage, index, item_id, split, key))
+        items.append(_compose_clip(spec, coverage, index, f"clip-{index:05d}", split, key))
     return items
 
 
@@ -433,75 +551,133 @@ def _choose(rng: np.random.Generator, options: Sequence[Any]) -> Any:
     return options[int(rng.integers(len(options)))]
 
 
+def triad(tonic: int, mode: str, degree: int) -> tuple[int, int, int]:
+    """Pitch classes (root, third, fifth) of the triad on scale ``degree`` (0-based) of a key.
+
+    Diatonic, except the minor-mode dominant, which is major: its third is the harmonic-minor
+    leading tone, a semitone below the tonic.
+    """
+    scale = SCALES[mode]
+    pcs = [(tonic + scale[(degree + 2 * k) % 7]) % 12 for k in range(3)]
+    if mode == "minor" and degree == 4:
+        pcs[1] = (tonic + 11) % 12
+    return pcs[0], pcs[1], pcs[2]
+
+
+def chord_timeline(tonic: int, mode: str, progression: Sequence[int], beat: float, start: float,
+                   end: float) -> tuple[Chord, ...]:
+    """Fit ``progression`` to ``[start, end]`` seconds so that the clip ends on its final tonic.
+
+    The progression is played ``passes`` times, every chord ``chord_beats`` long, except the
+    last (the tonic), which is held to ``end``, as a cadence's final chord: at least as long as
+    the others. ``passes`` is the fewest that need no chord longer than
+    :data:`MAX_CHORD_BEATS`, ``chord_beats`` the longest whole number of half beats that then
+    fits. A clip too short for half-beat chords gets shorter ones, off the beat grid.
+    """
+    span = (end - start) / beat  # in beats
+    passes = max(1, math.ceil(span / (len(progression) * MAX_CHORD_BEATS) - 1e-9))
+    slots = passes * len(progression)
+    chord_beats = min(MAX_CHORD_BEATS, math.floor(2 * span / slots + 1e-9) / 2) or span / slots
+    degrees = [d for _ in range(passes) for d in progression]
+    chords = []
+    for c, degree in enumerate(degrees):
+        pcs = triad(tonic, mode, degree)
+        t0 = start + c * chord_beats * beat
+        t1 = end if c == len(degrees) - 1 else start + (c + 1) * chord_beats * beat
+        chords.append(Chord(degree, _roman(degree, pcs), pcs, t0, t1))
+    return tuple(chords)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Harmony:
-    """Key, tempo and chord sequence of one clip; times in seconds."""
+    """Key, tempo and chord timeline of one clip; times in seconds."""
 
     tonic: int  # pitch class 0-11
     mode: str
     beat: float  # seconds per beat
-    beats_per_chord: int
-    degrees: tuple[int, ...]  # scale degree of each successive chord
+    chords: tuple[Chord, ...]
 
     @property
     def scale(self) -> tuple[int, ...]:
         return SCALES[self.mode]
 
-    def chord(self, degree: int) -> list[int]:
-        """Pitch classes (root, third, fifth) of the diatonic triad on ``degree``."""
-        pcs = [(self.tonic + self.scale[(degree + 2 * k) % 7]) % 12 for k in range(3)]
-        if self.mode == "minor" and degree == 4:
-            pcs[1] = (self.tonic + 11) % 12  # major dominant: the harmonic-minor leading tone
-        return pcs
-
-    def chord_at(self, beat: float) -> list[int]:
-        return self.chord(self.degrees[int(beat // self.beats_per_chord) % len(self.degrees)])
+    @property
+    def start(self) -> float:
+        return self.chords[0].start
 
     @property
-    def chord_seconds(self) -> float:
-        return self.beats_per_chord * self.beat
+    def chord_beats(self) -> float:
+        """Length of every chord but the (held) last one, in beats."""
+        return (self.chords[0].end - self.chords[0].start) / self.beat
+
+    @property
+    def end(self) -> float:
+        return self.chords[-1].end
+
+    def chord_index(self, time: float) -> int:
+        """Index of the chord sounding at ``time`` (the last one from its start on)."""
+        return max(c for c, chord in enumerate(self.chords) if c == 0 or chord.start <= time + 1e-9)
+
+    def pulses(self, chord: Chord, beats: float) -> list[tuple[float, float]]:
+        """``(start, end)`` of consecutive ``beats``-long slots from the chord's start to its end."""
+        step, slots, t = beats * self.beat, [], chord.start
+        while t < chord.end - 1e-6:
+            slots.append((t, min(t + step, chord.end)))
+            t += step
+        return slots
 
 
 def _chord_part(h: _Harmony, program: int, rng: np.random.Generator) -> tuple[synth.Note, ...]:
-    """Closed triads around C3-C4 (random inversion), sustained, stabbed on beats or arpeggiated."""
+    """Closed triads around C3-C4 (random inversion): sustained, stabbed on beats, or arpeggiated
+    in eighths (faster where a chord is shorter than two beats, so each sounds all three tones)."""
     style = _choose(rng, ("sustain", "stabs", "arpeggio"))
     inversion = int(rng.integers(3))
     low, high = max(PROGRAMS[program].lowest, 45), min(PROGRAMS[program].highest, 84)
     notes = []
-    for c, degree in enumerate(h.degrees):
-        pcs = h.chord(degree)
+    for chord in h.chords:
+        pcs = chord.pitch_classes
         root = _fit(48 + pcs[0], low, high)
         voicing = sorted(root + (pc - pcs[0]) % 12 for pc in pcs)
         for _ in range(inversion):
             voicing = voicing[1:] + [voicing[0] + 12]
-        t0, vel = c * h.chord_seconds, int(rng.integers(62, 85))
+        vel = int(rng.integers(62, 85))
         if style == "sustain":
-            notes += [synth.Note(p, vel, t0, t0 + h.chord_seconds - 0.05) for p in voicing]
+            end = max(chord.end - 0.05, (chord.start + chord.end) / 2)
+            notes += [synth.Note(p, vel, chord.start, end) for p in voicing]
         elif style == "stabs":
-            for b in range(h.beats_per_chord):
+            for t0, t1 in h.pulses(chord, 1.0):
                 v = vel + int(rng.integers(-6, 7))
-                notes += [synth.Note(p, v, t0 + b * h.beat, t0 + (b + 0.6) * h.beat) for p in voicing]
+                notes += [synth.Note(p, v, t0, min(t0 + 0.6 * h.beat, t1)) for p in voicing]
         else:
-            arp = voicing + [voicing[1]]  # up and back down
-            for e in range(2 * h.beats_per_chord):
+            arp = voicing + [voicing[1]]  # up and back down, at least once per chord
+            for e, (t0, t1) in enumerate(h.pulses(chord, min(0.5, h.chord_beats / len(arp)))):
                 v = vel + int(rng.integers(-6, 7))
-                notes.append(synth.Note(arp[e % len(arp)], v, t0 + e * h.beat / 2, t0 + (e + 0.9) * h.beat / 2))
+                notes.append(synth.Note(arp[e % len(arp)], v, t0, t0 + 0.9 * (t1 - t0)))
     return tuple(notes)
 
 
-def _melody_part(h: _Harmony, program: int, seconds: float, rng: np.random.Generator) -> tuple[synth.Note, ...]:
-    """A random walk on the scale from the tonic near C4, landing on a chord tone at each chord change."""
+def _melody_part(h: _Harmony, program: int, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+    """A random walk on the scale from the tonic near C4 that cadences on the tonic.
+
+    The first note over each chord is a chord tone, in minor the seventh degree is raised
+    (leading tone) over the dominant, and over the final chord the melody holds the tonic.
+    """
     low, high = max(PROGRAMS[program].lowest, 57), min(PROGRAMS[program].highest, 88)
     rhythm = _choose(rng, ((1.0,), (0.5,), (1.0, 0.5, 0.5), (1.5, 0.5)))  # in beats
     base = _fit(60 + h.tonic, low, high)
-    step, t, r, notes = 0, 0.0, 0, []  # step: scale-degree index relative to ``base``
-    while t * h.beat < seconds:
+    step, t, r, notes = 0, 0.0, 0, []  # step: scale-degree index relative to ``base``; t in beats
+    current = -1  # index of the chord of the previous note
+    while (start := h.start + t * h.beat) < h.end - 1e-6:
         length = rhythm[r % len(rhythm)]
         r += 1
-        chord = h.chord_at(t)
-        if t % h.beats_per_chord == 0:
+        index = h.chord_index(start)
+        chord = h.chords[index].pitch_classes
+        if index == len(h.chords) - 1:  # cadence: the nearest tonic, held to the end
+            step = min(range(step - 6, step + 7), key=lambda s: (s % 7 != 0, abs(s - step), s))
+        elif index != current:
             options = [s for s in range(step - 4, step + 5) if (h.tonic + h.scale[s % 7]) % 12 in chord]
             step = min(options, key=lambda s: (abs(s - step), s))
+            current = index
         else:
             step += int(_choose(rng, (-2, -1, -1, 0, 1, 1, 2)))
         pitch = base + h.scale[step % 7] + 12 * (step // 7)
@@ -511,61 +687,73 @@ def _melody_part(h: _Harmony, program: int, seconds: float, rng: np.random.Gener
             step, pitch = step - 7, pitch - 12
         while pitch < low:
             step, pitch = step + 7, pitch + 12
+        if index == len(h.chords) - 1:
+            notes.append(synth.Note(pitch, int(rng.integers(88, 116)), start, h.end))
+            break
         if rng.random() > 0.1:  # occasional rest
-            notes.append(synth.Note(pitch, int(rng.integers(88, 116)), t * h.beat, (t + 0.9 * length) * h.beat))
+            notes.append(synth.Note(pitch, int(rng.integers(88, 116)), start, start + 0.9 * length * h.beat))
         t += length
     return tuple(notes)
 
 
 def _bass_part(h: _Harmony, program: int, rng: np.random.Generator) -> tuple[synth.Note, ...]:
-    """Chord roots in E1-Eb2 (with the fifth in the half/quarter patterns)."""
+    """Chord roots in E1-Eb2: one per chord, or every two beats or every beat (the fifth on a
+    chord's third beat)."""
     pattern = _choose(rng, ("whole", "half", "quarters"))
     notes = []
-    for c, degree in enumerate(h.degrees):
-        pcs = h.chord(degree)
+    for chord in h.chords:
+        pcs = chord.pitch_classes
         root = _fit(28 + (pcs[0] - 28) % 12, max(PROGRAMS[program].lowest, 28), 47)
         fifth = root + (pcs[2] - pcs[0]) % 12
-        n = h.beats_per_chord
-        if pattern == "whole":
-            hits = [(0.0, n, root)]
-        elif pattern == "half":
-            hits = [(0.0, n / 2, root), (n / 2, n / 2, fifth if n == 4 else root)]
-        else:
-            hits = [(float(b), 1.0, fifth if b == 2 else root) for b in range(n)]
-        t0 = c * h.chord_seconds
-        notes += [synth.Note(p, int(rng.integers(84, 106)), t0 + s * h.beat, t0 + (s + d - 0.1) * h.beat)
-                  for s, d, p in hits]
+        slots = ([(chord.start, chord.end)] if pattern == "whole"
+                 else h.pulses(chord, 2.0 if pattern == "half" else 1.0))
+        slot_beats = 2 if pattern == "half" else 1
+        for s, (t0, t1) in enumerate(slots):
+            pitch = fifth if s * slot_beats % 4 == 2 else root  # the fifth on beat 3 of a bar
+            notes.append(synth.Note(pitch, int(rng.integers(84, 106)), t0, max(t1 - 0.1 * h.beat, (t0 + t1) / 2)))
     return tuple(notes)
 
 
-def _drum_part(h: _Harmony, seconds: float, rng: np.random.Generator) -> tuple[synth.Note, ...]:
+def _drum_part(h: _Harmony, rng: np.random.Generator) -> tuple[synth.Note, ...]:
     """GM kit: kick (36) on beats 1 and 3, snare (38) on 2 and 4, closed hi-hat (42) on eighths."""
     notes = []
-    for b in range(math.ceil(seconds / h.beat)):
+    for b in range(math.ceil((h.end - h.start) / h.beat - 1e-9)):
         hits = [(0.0, 42), (0.5, 42), (0.0, 36 if b % 2 == 0 else 38)]
         if b % 4 == 3 and rng.random() < 0.5:
             hits.append((0.5, 36))  # pickup kick
         for offset, pitch in hits:
-            t = (b + offset) * h.beat
-            notes.append(synth.Note(pitch, int(rng.integers(70, 101)), t, t + 0.1))
+            t = h.start + (b + offset) * h.beat
+            if t < h.end:
+                notes.append(synth.Note(pitch, int(rng.integers(70, 101)), t, t + 0.1))
     return tuple(notes)
+
+
+def _playable(notes: Sequence[synth.Note], keys: frozenset[int], channel: int) -> tuple[synth.Note, ...]:
+    """``notes`` with every key the SoundFont has no sample for (it would be silent) moved to the
+    nearest octave that has one, or dropped if none has (drums: dropped)."""
+    shifts = (0,) if channel == synth.DRUM_CHANNEL else (0, 12, -12, 24, -24)
+    out = []
+    for note in notes:
+        pitch = next((note.pitch + s for s in shifts if note.pitch + s in keys), None)
+        if pitch is not None:
+            out.append(dataclasses.replace(note, pitch=pitch))
+    return tuple(out)
 
 
 def _compose_clip(spec: BuiltinSpec, coverage: Coverage, index: int, item_id: str, split: str,
                   key: str) -> PlannedItem:
     """Arrange and compose one clip. The arrangement (tempo, progression, which parts, their
-    programs) comes from one random stream and each part's notes from its own, so a clip's
-    arrangement does not depend on ``clip_seconds``."""
+    programs and styles) comes from one random stream and each part's notes from its own, so a
+    clip's arrangement does not depend on ``clip_seconds``; its chord lengths do (the
+    progression is fitted to the clip, :func:`chord_timeline`)."""
     rng = _rng(spec.seed, "clip", index, "arrangement")
     tonic_name, mode = key.split()
     tonic = (_MAJOR_NAMES if mode == "major" else _MINOR_NAMES).index(tonic_name)
     tempo_tag = _choose(rng, ("slow", "medium", "fast"))
     tempo = int(rng.integers(TEMPO_BINS[tempo_tag][0], TEMPO_BINS[tempo_tag][1] + 1))
     progression = _choose(rng, PROGRESSIONS[mode])
-    beats_per_chord = 2 if tempo < 100 else 4  # about 1.2-2.0 s per chord at any tempo
-    n_chords = math.ceil(spec.clip_seconds / (beats_per_chord * 60.0 / tempo)) + 1
-    h = _Harmony(tonic, mode, 60.0 / tempo, beats_per_chord,
-                 tuple(progression[i % len(progression)] for i in range(n_chords)))
+    h = _Harmony(tonic, mode, 60.0 / tempo,
+                 chord_timeline(tonic, mode, progression, 60.0 / tempo, spec.clip_lead_in, spec.clip_seconds))
     reverb_send = int(rng.integers(20, 71)) if spec.reverb else 0
     chord_choices = _programs_for(CHORD_PROGRAMS, spec, coverage) or _programs_for(MELODY_PROGRAMS, spec, coverage)
     if not chord_choices:
@@ -587,34 +775,33 @@ def _compose_clip(spec: BuiltinSpec, coverage: Coverage, index: int, item_id: st
     tracks = [synth.Track(0, roles["chords"], _chord_part(h, roles["chords"], part_rng("chords")), reverb=reverb_send)]
     tags = {mode, PROGRAMS[roles["chords"]].family}
     if "melody" in roles:
-        notes = _melody_part(h, roles["melody"], spec.clip_seconds, part_rng("melody"))
+        notes = _melody_part(h, roles["melody"], part_rng("melody"))
         tracks.append(synth.Track(1, roles["melody"], notes, reverb=reverb_send))
         tags.add(PROGRAMS[roles["melody"]].family)
     if "bass" in roles:
         tracks.append(synth.Track(2, roles["bass"], _bass_part(h, roles["bass"], part_rng("bass")), reverb=reverb_send))
         tags.add("bass")
     if "drums" in roles:
-        tracks.append(synth.Track(synth.DRUM_CHANNEL, 0, _drum_part(h, spec.clip_seconds, part_rng("drums")),
+        tracks.append(synth.Track(synth.DRUM_CHANNEL, 0, _drum_part(h, part_rng("drums")),
                                   bank=synth.DRUM_BANK, reverb=reverb_send // 2))
         tags.add("drums")
     if tempo_tag != "medium":
         tags.add(tempo_tag)
-    # a key the SoundFont has no sample for would be silent: leave it out
-    tracks = [dataclasses.replace(t, notes=tuple(n for n in t.notes if n.pitch in coverage[(t.bank, t.program)]))
+    tracks = [dataclasses.replace(t, notes=_playable(t.notes, coverage[(t.bank, t.program)], t.channel))
               for t in tracks]
     return PlannedItem(
         id=item_id, relpath=f"clips/{item_id}.wav", split=split,
         labels={"key": key, "tags": tuple(t for t in TAGS if t in tags)},
-        extras={"kind": "clip", "tempo_bpm": tempo,
-                "progression": "-".join(_roman(d, h.chord(d)) for d in progression),
+        extras={"kind": "clip", "tempo_bpm": tempo, "onset_s": spec.clip_lead_in,
+                "progression": "-".join(_roman(d, triad(tonic, mode, d)) for d in progression),
                 "programs": " ".join(f"{role}={p}" for role, p in roles.items())},
-        tracks=tuple(tracks), seconds=spec.clip_seconds, reverb=spec.reverb, fade_seconds=0.02)
+        tracks=tuple(tracks), seconds=spec.clip_seconds, reverb=spec.reverb, fade_seconds=0.02, chords=h.chords)
 
 
 def plan(spec: BuiltinSpec, coverage: Coverage | None = None) -> list[PlannedItem]:
     """Every item of the dataset, without rendering anything.
 
-    Notes (in selection order, which cycles through the families) and clips are interleaved
+    Notes (which cycle through the families within each split) and clips are interleaved
     evenly, so that any prefix of the list - e.g. a ``max_items`` cap - is a balanced sample.
     ``coverage`` defaults to the key coverage of ``spec.soundfont`` (FluidSynth not needed).
     """
@@ -760,12 +947,12 @@ def generate(spec: BuiltinSpec, folder: Path, workers: int = 2, progress: bool =
     log.info("built-in dataset %s: rendered %d items in %.1f s", spec_json["identity"], len(jobs), seconds)
 
 
-EXTRA_COLUMNS = ("kind", "program", "velocity", "note_off_s", "tempo_bpm", "progression", "programs")
+EXTRA_COLUMNS = ("kind", "program", "velocity", "onset_s", "note_off_s", "tempo_bpm", "progression", "programs")
 
 # Rendering cost model, fitted to the preset table of the module docstring (CPU seconds; the
 # clips' reverb and the per-item synthesizer set-up dominate small items).
-RENDER_CPU_S_PER_SAMPLE = 1.2e-7
-RENDER_CPU_S_PER_ITEM = 0.013
+RENDER_CPU_S_PER_SAMPLE = 1.0e-7
+RENDER_CPU_S_PER_ITEM = 0.026
 
 
 def render_cpu_seconds(items: Sequence[PlannedItem], sample_rate: int) -> float:
@@ -787,7 +974,7 @@ def describe_builtin(root: Path | None = None, preset: str = "default", workers:
     identity = builtin_identity(spec)
     folder = dataset_folder(root, identity)
     planned = plan(spec)
-    splits = {s: n for s, _ in SPLIT_FRACTIONS if (n := sum(it.split == s for it in planned))}
+    splits = {s: n for s in SPLITS if (n := sum(it.split == s for it in planned))}
     items = None
     if (folder / MARKER).exists():  # complete, unless files were deleted since (load re-renders those)
         listed = read_metadata(folder / "metadata.csv", folder)

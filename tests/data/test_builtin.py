@@ -19,6 +19,7 @@ from benchmark.data import builtin, synth
 from benchmark.data.audio import file_hash, read_audio
 from benchmark.data.dataset import SPLITS, DatasetError
 from benchmark.data.registry import load_dataset
+from tests.data.test_builtin_harmony import KK_MAJOR, KK_MINOR
 
 TINY = dict(sample_rate=16000, n_notes=12, n_clips=4, clip_seconds=2.0, pitch_min=55, pitch_max=67)
 
@@ -126,6 +127,16 @@ def test_files_are_normalised_mono_pcm16(smoke):
         assert data[-1] == 0  # faded out
 
 
+def test_items_are_silent_until_their_onset(smoke):
+    """The lead-in keeps every onset out of the first ``n_fft - hop`` samples of a spectral front end."""
+    spec = builtin.BUILTIN_PRESETS["smoke"]
+    for it in smoke.items:
+        data, rate = sf.read(str(it.path), dtype="int16")
+        onset = round((spec.note_lead_in if "pitch" in it.labels else spec.clip_lead_in) * rate)
+        assert onset >= round(0.1 * rate) and not np.any(data[:onset])  # digital silence before
+        assert np.any(data[onset:onset + round(0.02 * rate)])  # and sound within 20 ms (measured: <= 10 ms)
+
+
 def test_smoke_content_covers_every_family_and_both_modes(smoke):
     notes, clips = smoke.with_label("pitch"), smoke.with_label("key")
     spec = builtin.BUILTIN_PRESETS["smoke"]
@@ -146,19 +157,16 @@ def test_note_fundamental_matches_pitch_label(smoke):
     """YIN on the sustain: organs sound an octave down (16' stops), so check the pitch class
     for all notes and the exact pitch for most."""
     errors = []
+    onset = builtin.BUILTIN_PRESETS["smoke"].note_lead_in
     for it in smoke.with_label("pitch"):
         audio, rate = read_audio(it.path, mono=True)
-        f0 = librosa.yin(audio[0, int(0.05 * rate):int(0.45 * rate)], fmin=30, fmax=2500, sr=rate,
-                         frame_length=2048)
+        f0 = librosa.yin(audio[0, int((onset + 0.05) * rate):int((onset + 0.45) * rate)], fmin=30, fmax=2500,
+                         sr=rate, frame_length=2048)
         errors.append(float(np.median(librosa.hz_to_midi(f0))) - it.labels["pitch"])
     errors = np.array(errors)
     pitch_class_error = np.abs((errors + 6) % 12 - 6)
     assert np.mean(pitch_class_error < 0.5) >= 0.95  # nearest semitone right (measured: 99 %)
     assert np.mean(np.abs(errors) < 0.5) >= 0.85  # octave right too (measured: 92 %)
-
-
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 def test_clip_chroma_matches_its_key_profile(smoke):
@@ -179,28 +187,62 @@ def test_clip_chroma_matches_its_key_profile(smoke):
 
 # -- splits --------------------------------------------------------------------------------
 def test_notes_cannot_leak_across_splits():
-    items = builtin.plan(builtin.BUILTIN_PRESETS["default"])
+    spec = builtin.BUILTIN_PRESETS["default"]
+    items = builtin.plan(spec)
     assert len({it.id for it in items}) == len(items)
     notes = [it for it in items if it.extras["kind"] == "note"]
     groups = collections.Counter((it.extras["program"], it.labels["pitch"]) for it in notes)
     assert max(groups.values()) == 1  # each (program, pitch) once in the whole dataset
     for it in notes:
-        assert it.split == builtin.split_of(f"note:{it.extras['program']}:{it.labels['pitch']}")
+        assert it.split == builtin.split_of(f"note:{it.extras['program']}:{it.labels['pitch']}", spec.split_fractions)
     train = [it for it in notes if it.split == "train"]
     for field in ("instrument", "pitch"):
         seen = {it.labels[field] for it in train}
         assert {it.labels[field] for it in notes} == seen  # every class is trained on
-    fractions = collections.Counter(it.split for it in items)
-    assert 0.62 <= fractions["train"] / len(items) <= 0.78
-    assert min(fractions["valid"], fractions["test"]) / len(items) >= 0.10
+    counts = collections.Counter(it.split for it in notes)  # the hash buckets, less deferred valid/test notes
+    for name, fraction in zip(SPLITS, spec.split_fractions, strict=True):
+        assert abs(counts[name] / len(notes) - fraction) <= 0.06
+
+
+def test_default_preset_sizes():
+    """Statistical power: 96 test clips (4 per key), >= 4 train clips per key, >= 200 test notes."""
+    spec = builtin.BUILTIN_PRESETS["default"]
+    assert (spec.n_clips, spec.clip_seconds, spec.note_seconds) == (240, 4.0, 1.0)
+    items = builtin.plan(spec)
+    clips = [it for it in items if it.extras["kind"] == "clip"]
+    notes = [it for it in items if it.extras["kind"] == "note"]
+    keys = {s: collections.Counter(it.labels["key"] for it in clips if it.split == s) for s in SPLITS}
+    assert sum(keys["test"].values()) == 96 and dict(keys["test"]) == dict.fromkeys(builtin.KEYS, 4)
+    assert sum(keys["train"].values()) >= 96 and set(keys["train"]) == set(builtin.KEYS)
+    assert min(keys["train"].values()) >= 4
+    assert {s: sum(c.values()) for s, c in keys.items()} == {"train": 120, "valid": 24, "test": 96}
+    test_notes = [it for it in notes if it.split == "test"]
+    assert len(test_notes) >= 200 and len(notes) == spec.n_notes == 480
+    assert {it.labels["instrument"] for it in test_notes} == set(builtin.FAMILIES)
+    assert sum(it.seconds for it in items) == 1440.0  # 480 s of notes, 960 s of clips
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.1, 0.4), (0.7, 0.15, 0.15), (0.2, 0.3, 0.5), (0.9, 0.05, 0.05),
+                                       (1 / 3, 1 / 3, 1 / 3)])
+def test_clip_deal_is_exact_and_prefix_stable(fractions):
+    splits = builtin.deal_splits(1000, fractions)
+    assert builtin.deal_splits(137, fractions) == splits[:137]  # adding clips never moves one
+    counts = dict.fromkeys(SPLITS, 0)
+    for m, split in enumerate(splits, start=1):
+        counts[split] += 1
+        for name, fraction in zip(SPLITS, fractions, strict=True):
+            assert abs(counts[name] - m * fraction) < 1  # every prefix within one clip of its quota
+            if m % 100 == 0 and abs(m * fraction - round(m * fraction)) < 1e-9:
+                assert counts[name] == round(m * fraction)  # whole quotas are met exactly
+    assert collections.Counter(builtin.deal_splits(240, (0.5, 0.1, 0.4))) == {"train": 120, "valid": 24, "test": 96}
 
 
 def test_every_evaluated_key_is_in_train():
-    for preset in ("smoke", "default"):
+    for preset in ("smoke", "default", "large"):
         clips = builtin.plan_clips(builtin.BUILTIN_PRESETS[preset], synth.key_coverage(synth.default_soundfont()))
         by_split = {s: {it.labels["key"] for it in clips if it.split == s} for s in SPLITS}
         assert by_split["valid"] | by_split["test"] <= by_split["train"]
-        if preset == "default":
+        if preset != "smoke":
             assert by_split["train"] == set(builtin.KEYS)
 
 
@@ -216,14 +258,18 @@ def test_growing_the_dataset_never_moves_an_item():
 
 
 def test_clip_arrangement_does_not_depend_on_clip_length():
+    """Tempo, progression, parts and programs do; the chord lengths are fitted to the clip."""
     cov = synth.key_coverage(synth.default_soundfont())
     short = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=3.0), cov)
     long = builtin.plan_clips(builtin.BuiltinSpec(n_notes=0, n_clips=10, clip_seconds=8.0), cov)
     for a, b in zip(short, long, strict=True):
         assert (a.labels, a.extras, a.split) == (b.labels, b.extras, b.split)
-        assert [t.program for t in a.tracks] == [t.program for t in b.tracks]
-        for ta, tb in zip(a.tracks, b.tracks, strict=True):  # the longer clip continues the shorter one
-            assert [n for n in ta.notes if n.start < 2.5] == [n for n in tb.notes if n.start < 2.5]
+        assert [(t.channel, t.program) for t in a.tracks] == [(t.channel, t.program) for t in b.tracks]
+        assert a.chords[-1].end == 3.0 and b.chords[-1].end == 8.0
+        one_pass = a.extras["progression"].split("-")
+        for item in (a, b):  # the same progression, played whole once or more
+            numerals = [c.numeral for c in item.chords]
+            assert numerals == one_pass * (len(numerals) // len(one_pass))
 
 
 def test_every_prefix_of_the_item_list_is_balanced():
@@ -231,7 +277,7 @@ def test_every_prefix_of_the_item_list_is_balanced():
     for split in SPLITS:  # e.g. the pipeline's max_items cap takes the first items of a split
         head = [it for it in items if it.split == split][:40]
         assert {it.labels["instrument"] for it in head if "instrument" in it.labels} == set(builtin.FAMILIES)
-        assert 0.65 <= sum("pitch" in it.labels for it in head) / len(head) <= 0.85  # 480 : 160 overall
+        assert 0.55 <= sum("pitch" in it.labels for it in head) / len(head) <= 0.8  # 480 : 240 overall
 
 
 def test_tag_vocabulary_is_rich_and_used():
@@ -281,4 +327,12 @@ def test_bad_options_are_clear_errors(tmp_path):
         builtin.BuiltinSpec(families=("kazoo",))
     with pytest.raises(DatasetError, match="exceeds the .* playable notes"):
         builtin.plan(builtin.BuiltinSpec(n_notes=500, pitch_min=60, pitch_max=61))
+    for fractions in ((0.5, 0.5, 0.0), (0.6, 0.2, 0.3), (0.5, 0.5)):
+        with pytest.raises(DatasetError, match="split_fractions"):
+            builtin.BuiltinSpec(split_fractions=fractions)
+    with pytest.raises(DatasetError, match="note_lead_in"):
+        builtin.BuiltinSpec(note_lead_in=0.5)
+    with pytest.raises(DatasetError, match="clip_lead_in"):
+        builtin.BuiltinSpec(clip_lead_in=-0.1)
+    assert builtin.BuiltinSpec(split_fractions=[0.8, 0.1, 0.1]).split_fractions == (0.8, 0.1, 0.1)
     assert builtin.BuiltinSpec(families=["bass", "flute"]).families == ("bass", "flute")
