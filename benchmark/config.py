@@ -91,6 +91,9 @@ class RunConfig:
 
     reconstruction_split: split whose items are encoded+decoded for the reconstruction metrics.
     max_items: cap on items per split (None = all), for quick looks.
+    reconstruction_per_kind: cap on the reconstruction items of each item kind (notes, clips: the
+        first N of each in dataset order, a balanced sample for the built-in dataset, whose order
+        rotates families, pitches and keys); None = all. The probes still test on the whole split.
     batch_items: items encoded per codec call (same-length items are batched).
     steps_study: quality vs decoding steps of the stochastic codecs, e.g. ``{steps: [1, 2, 4, 8],
         seeds: [0, 1, 2], metrics: [si_sdr, mel_distance], max_items: 16}``; empty = skipped.
@@ -126,6 +129,7 @@ class RunConfig:
     reference_codec: str = "music2latent"
     alpha: float = 0.05
     max_items: int | None = None
+    reconstruction_per_kind: int | None = None
     batch_items: int = 8
     device: str = "cpu"
     seed: int = 0

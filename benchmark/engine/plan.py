@@ -31,8 +31,12 @@ def describe_plan(pipe: "Pipeline") -> list[str]:
     if plan.splits:
         capped = {s: min(n, cfg.max_items) if cfg.max_items is not None else n for s, n in plan.splits.items()}
         lines.append(f"  items per split: {capped} (reconstruction on {cfg.reconstruction_split!r})")
+    from benchmark.engine.run import cap_per_kind
+
     recon = [it for it in (plan.items or []) if it.split == cfg.reconstruction_split]
-    recon = recon[: cfg.max_items] if cfg.max_items is not None else recon
+    recon = cap_per_kind(recon[: cfg.max_items] if cfg.max_items is not None else recon, cfg.reconstruction_per_kind)
+    if cfg.reconstruction_per_kind is not None:
+        lines.append(f"  reconstruction on at most {cfg.reconstruction_per_kind} items of each kind")
     for spec in cfg.codecs:
         if spec.train is not None:
             lines.append(f"codec {spec.display} [{spec.name}]: trains first ({dict(spec.train)}); a cached "

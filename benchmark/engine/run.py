@@ -225,6 +225,19 @@ def item_kinds(items: list[Item]) -> list[tuple[str, list[str]]]:
     return list(kinds.items())
 
 
+def cap_per_kind(items: list[Item], cap: int | None) -> list[Item]:
+    """The first ``cap`` items of each :attr:`Item.kind`, in their order (all when ``cap`` is None)."""
+    if cap is None:
+        return list(items)
+    seen: dict[str, int] = {}
+    out = []
+    for item in items:
+        seen[item.kind] = seen.get(item.kind, 0) + 1
+        if seen[item.kind] <= cap:
+            out.append(item)
+    return out
+
+
 def store_comparisons(sources: list[tuple[Source, dict[str, Any]]], outcomes: list[Outcome], metrics: list,
                       subsets: list[tuple[str, list[str]]], store: ResultsStore, *, reference_codec: str, alpha: float,
                       policy: str, seed: int, log: Callable[[str], None] = print,
@@ -352,6 +365,10 @@ class Pipeline:
                 chosen = chosen[: self.config.max_items]
             out.extend(chosen)
         return out
+
+    def reconstruction_items(self) -> list[Item]:
+        """The items scored for reconstruction (:func:`cap_per_kind` of the reconstruction split)."""
+        return cap_per_kind(self.items(self.config.reconstruction_split), self.config.reconstruction_per_kind)
 
     # -- codecs -------------------------------------------------------------------------------------
     def build_codec(self, spec: CodecSpec) -> CodecRun:
@@ -616,7 +633,7 @@ class Pipeline:
         self._status("running")
         t_start = time.perf_counter()
         items = self.items()
-        recon_items = self.items(cfg.reconstruction_split)
+        recon_items = self.reconstruction_items()
         self.log(f"dataset {self.dataset.name} [{self.dataset.identity}]: {len(items)} items, "
                  f"{len(recon_items)} for reconstruction")
         runs = self._runs = self.build_codecs()
