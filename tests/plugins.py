@@ -197,17 +197,26 @@ class ChunkOffsetCodec(CountingCodec):
 
 
 class NoisyCodec(CountingCodec):
-    """Adds white noise at ``snr_db`` below each channel's RMS, drawn from ``seed``: a codec of
-    known quality whose "training runs" (seeds, small SNR offsets) can be replicated cheaply."""
+    """Adds white noise at ``snr_db`` below each channel's RMS: a codec of known quality whose
+    "training runs" (seeds, SNR offsets) are cheap to replicate. ``per_item``: each item's noise
+    comes from ``(seed, its content)`` (batch-invariant, declared); otherwise one draw from ``seed``
+    for the whole batch, so an item's noise depends on its row (not declared invariant)."""
 
-    def __init__(self, sample_rate: int = 16000, snr_db: float = 20.0, seed: int = 0) -> None:
+    def __init__(self, sample_rate: int = 16000, snr_db: float = 20.0, seed: int = 0, per_item: bool = True) -> None:
         super().__init__(sample_rate=sample_rate)
-        self._config.update(snr_db=snr_db, seed=seed)
-        self.snr_db, self.seed = snr_db, seed
+        self._config.update(snr_db=snr_db, seed=seed, per_item=per_item)
+        self.snr_db, self.seed, self.per_item = snr_db, seed, per_item
+        self.info = CodecInfo(name="noisy", sample_rate=sample_rate, latent_dim=1, latent_rate_hz=float(sample_rate),
+                              stochastic=True, batch_invariant=True if per_item else None)
 
     def decode(self, latents):
         audio = latents[:, 0, :]
-        rng = np.random.default_rng(self.seed)
-        noise = torch.from_numpy(rng.standard_normal(tuple(audio.shape)).astype(np.float32))
+        rows = audio.numpy()
+        if self.per_item:
+            keys = [int.from_bytes(r.tobytes()[:64].ljust(8, b"0")[:8], "little") for r in rows]
+            noise = np.stack([np.random.default_rng([self.seed, k]).standard_normal(r.shape)
+                              for k, r in zip(keys, rows)])
+        else:
+            noise = np.random.default_rng(self.seed).standard_normal(rows.shape)
         rms = audio.pow(2).mean(dim=-1, keepdim=True).sqrt()
-        return audio + noise * rms * 10 ** (-self.snr_db / 20)
+        return audio + torch.from_numpy(noise.astype(np.float32)) * rms * 10 ** (-self.snr_db / 20)

@@ -317,6 +317,7 @@ class AutoencoderCodec(SpectralModelCodec):
         self.info = CodecInfo(
             name=self.name, sample_rate=config.sample_rate, latent_dim=config.latent_dim,
             latent_rate_hz=config.latent_rate_hz, stochastic=self.stochastic,
+            batch_invariant=True,  # decoder noise (if any) addressed by each item's latents
             decode_steps=self.decode_steps(), has_features=True, code_license="MIT",
             weights_license=license_, weights_id=weights_id,
             parameters=sum(p.numel() for p in net.parameters()), description=description)

@@ -57,6 +57,10 @@ class CodecInfo:
     delay_samples: constant lag of ``decode(encode(x))`` behind ``x`` at ``sample_rate`` (samples);
         the engine removes it from the start of every decoded chunk (see
         :mod:`benchmark.metrics.align`). Declare it only if it is truly constant.
+    batch_invariant: whether an item's ``decode(encode(x))`` is the same whatever else is in the
+        batch (up to float32 rounding). None: assumed for deterministic codecs, not for stochastic
+        ones (their noise may follow the batch row). The engine codes short items in batches only
+        when true (:attr:`codes_items_independently`).
     """
 
     name: str
@@ -74,6 +78,12 @@ class CodecInfo:
     parameters: int = 0
     description: str = ""
     delay_samples: int = 0
+    batch_invariant: bool | None = None
+
+    @property
+    def codes_items_independently(self) -> bool:
+        """``batch_invariant``, defaulting to ``not stochastic``."""
+        return self.batch_invariant if self.batch_invariant is not None else not self.stochastic
 
     @property
     def compression_ratio(self) -> float:

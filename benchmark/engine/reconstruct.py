@@ -27,6 +27,9 @@ from benchmark.metrics import ItemMetric, SetMetric, SetMetricResult
 from benchmark.metrics.align import POLICY_VERSION, AlignFacts
 
 _PACKAGES = ("numpy", "scipy", "soxr", "soundfile")
+#: Items a codec source prepares (codes in batches) ahead of scoring them: bounds the decoded
+#: audio held in memory (short items only: at most this many one-chunk items).
+PREPARE_WINDOW = 64
 
 
 def package_versions(names: tuple[str, ...] = ()) -> dict[str, str]:
@@ -127,7 +130,8 @@ def reconstruct(source: Source, items: list[Item], metrics: list[ItemMetric | Se
     identities = {m.card.name: metric_identity(m, metric_options.get(m.card.name)) for m in item_metrics}
     pending_keys: dict[str, tuple[str, dict[str, str]]] = {}
     direct: list[ItemResult] = []
-    for item in tqdm(items, desc=f"score {source.label}", disable=not progress, unit="item"):
+    to_stream: list[tuple[Item, dict]] = []
+    for item in items:
         try:
             base = score_key(source, item, hashes(item), segment_seconds, max_seconds)
         except Exception as exc:  # unreadable file: an error row, never a silent skip
@@ -146,7 +150,17 @@ def reconstruct(source: Source, items: list[Item], metrics: list[ItemMetric | Se
             direct.append(_from_cache(item, cached, record))
             continue
         pending_keys[item.id] = (record_key, {n: k for n, k in metric_keys.items() if n not in cached})
-        scorer.score(source.stream(item, segment_seconds, max_seconds), cached=cached)
+        to_stream.append((item, cached))
+    prepare = getattr(source, "prepare", None)  # codec sources code short items in batches
+    bar = tqdm(total=len(items), initial=len(direct), desc=f"score {source.label}", disable=not progress, unit="item")
+    for start in range(0, len(to_stream), PREPARE_WINDOW):
+        window = to_stream[start:start + PREPARE_WINDOW]
+        if prepare is not None:
+            prepare([item for item, _ in window], segment_seconds, max_seconds)
+        for item, cached in window:
+            scorer.score(source.stream(item, segment_seconds, max_seconds), cached=cached)
+            bar.update(1)
+    bar.close()
     results = {r.item.id: r for r in scorer.finish()}
     results.update({r.item.id: r for r in direct})
     if cache is not None:

@@ -421,7 +421,8 @@ class Pipeline:
 
     def source_for(self, codec: Codec, label: str) -> CodecSource:
         return CodecSource(codec, label, chunk_seconds=self.config.chunk_seconds,
-                           overlap_seconds=self.config.overlap_seconds, device=self.config.device, cache=self.cache)
+                           overlap_seconds=self.config.overlap_seconds, device=self.config.device, cache=self.cache,
+                           batch_items=self.config.batch_items)
 
     def build_codecs(self) -> list[CodecRun]:
         """Every codec of the config, one :class:`CodecRun` per training run (``train.seeds``); a

@@ -176,11 +176,12 @@ class CodecSource(Source):
     cache: artefact cache for decoded chunks (None: no caching).
     latent_memo: optional dict shared between codecs with the same weights (the steps study):
         latents of a chunk are computed once per ``(weights_id, chunk content)``.
+    batch_items: items of equal length coded per codec call by :meth:`prepare`.
     """
 
     def __init__(self, codec, label: str | None = None, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, device: str = "cpu",
-                 cache: ArtifactCache | None = None, latent_memo: dict | None = None) -> None:
+                 cache: ArtifactCache | None = None, latent_memo: dict | None = None, batch_items: int = 8) -> None:
         self.codec = codec
         self.label = label or codec.info.name
         self.rate = int(codec.info.sample_rate)
@@ -190,6 +191,8 @@ class CodecSource(Source):
         self.device = device
         self.cache = cache
         self.latent_memo = latent_memo
+        self.batch_items = max(1, int(batch_items))
+        self._prepared: dict[str, tuple[np.ndarray, float, float]] = {}  # block hash -> (audio, enc s, dec s)
         self._identity = cache_key("codec-source", SOURCE_VERSION, codec.identity, self.chunk, self.overlap,
                                    int(codec.info.delay_samples))[:16]
 
@@ -200,9 +203,68 @@ class CodecSource(Source):
         return {"chunk_seconds": self.chunk_seconds, "overlap_seconds": self.overlap_seconds,
                 "delay_samples": int(self.codec.info.delay_samples)}
 
+    # -- batches of short items --------------------------------------------------------------------
+    def prepare(self, items: list[Item], segment_seconds: float | None, max_seconds: float | None = None) -> int:
+        """Code, ``batch_items`` at a time, the items that are one codec call each (one segment, one
+        chunk) and not cached yet; their streams then find the decoded audio instead of calling the
+        codec item by item (a batch of 8 short items costs about what 2 single calls do on a CPU).
+        Returns the number of items prepared.
+
+        Only speed changes: a prepared block is looked up by its content in :meth:`_code`, so an item
+        this skips (unreadable, long, or in a batch that raised) is coded alone by its stream, which
+        names it in any error. Codecs whose output may depend on the batch (stochastic ones unless
+        they declare ``CodecInfo.batch_invariant``; Music2Latent addresses its noise by the latents'
+        content) are never batched. Batched float32 kernels may
+        differ from single calls in the last bits; the chunk cache keeps whichever came first.
+        """
+        if not self.codec.info.codes_items_independently:
+            return 0  # its output may depend on the batch: every item is coded alone
+        groups: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+        for item in items:
+            try:
+                segments = read_segments(item.path, segment_seconds, max_seconds, [])
+                first = next(segments)
+                segments.close()
+                if not first.last:
+                    continue
+                fifo = ResampleFifo(first.audio.shape[0], first.sample_rate, self.rate)
+                fifo.push(first.audio, last=True)
+                block = fifo.pop(fifo.size)
+            except Exception:  # the stream reports it, naming the item
+                continue
+            if not 0 < block.shape[1] <= self.chunk:
+                continue
+            digest = array_hash(block)
+            if digest in self._prepared or (self.cache is not None
+                                            and self.cache.has_arrays("chunks", self._chunk_key(digest))):
+                continue
+            groups.setdefault(block.shape, []).append((digest, block))
+        prepared = 0
+        for blocks in groups.values():
+            for start in range(0, len(blocks), self.batch_items):
+                part = blocks[start:start + self.batch_items]
+                if len(part) < 2:
+                    continue
+                x = np.concatenate([b for _, b in part])
+                try:
+                    y, enc_s, dec_s = self._round_trip(x, f"a batch of {len(part)} items")
+                except Exception:
+                    continue
+                row = 0
+                for digest, b in part:
+                    share = b.shape[0] / x.shape[0]
+                    self._prepared[digest] = (y[row:row + b.shape[0]], enc_s * share, dec_s * share)
+                    row += b.shape[0]
+                prepared += len(part)
+        return prepared
+
+    def _chunk_key(self, digest: str) -> str:
+        return cache_key("chunk", SOURCE_VERSION, self.codec.identity, digest)
+
     # -- one codec call ---------------------------------------------------------------------------
     def _code(self, block: np.ndarray, stats: CodingStats, name: str, offset: int) -> np.ndarray:
-        key = cache_key("chunk", SOURCE_VERSION, self.codec.identity, array_hash(block)) if self.cache else None
+        digest = array_hash(block)
+        key = self._chunk_key(digest) if self.cache else None
         stats.chunks += 1
         stats.codec_seconds += block.shape[1] / self.rate
         if key is not None:
@@ -214,7 +276,8 @@ class CodecSource(Source):
                 return hit["audio"]
         where = name if offset == 0 and block.shape[1] < self.chunk else \
             f"{name} [{span_text(offset / self.rate, (offset + block.shape[1]) / self.rate)} at {self.rate} Hz]"
-        audio, enc_s, dec_s = self._round_trip(block, where)
+        prepared = self._prepared.pop(digest, None)
+        audio, enc_s, dec_s = prepared if prepared is not None else self._round_trip(block, where)
         stats.encode_seconds += enc_s
         stats.decode_seconds += dec_s
         if key is not None:

@@ -191,6 +191,7 @@ class Music2LatentCodec(SpectralModelCodec):
         self.info = CodecInfo(
             name=self.name, sample_rate=c.sample_rate, latent_dim=c.latent_dim,
             latent_rate_hz=c.latent_rate_hz, stochastic=True, decode_steps=self.steps,
+            batch_invariant=True,  # noise addressed by each item's latents (inference.BlockNoise)
             has_features=True, code_license="MIT", weights_license=weights_license,
             weights_id=weights_id, parameters=model.num_parameters(),
             description=description)

@@ -18,8 +18,10 @@ length and there is no seam. Encoder chunks are cross-faded on the latent frames
 decoder chunks on the waveform samples they share, skipping the ``n_fft - hop`` samples at
 each chunk edge that the inverse STFT attenuates. Chunks are not exactly equivalent to a
 whole-signal pass: the model's GroupNorms take statistics over the whole time axis of what
-they see. Decoder noise is drawn per (seed, step, item, block of frames), so a frame gets
-the same noise however the latents are chunked, and decoding is deterministic given the seed.
+they see. Decoder noise is drawn per (seed, step, item, block of frames), the item being
+addressed by the content of its latents (not by its place in the batch), so a frame gets the
+same noise however the latents are chunked *or batched*, and decoding is deterministic given
+the seed.
 """
 
 from __future__ import annotations
@@ -57,15 +59,20 @@ class BlockNoise:
 
     Frames are grouped in blocks of :data:`NOISE_BLOCK_FRAMES`; each (seed, step, item, block)
     has its own generator, so the noise of a frame does not depend on how the frames are
-    chunked, and item ``i`` of a batch gets the same noise whatever the batch size.
+    chunked. ``keys`` name the items (:func:`latent_keys`: the content of each item's latents,
+    which makes the noise independent of the batch it is decoded in); without them item ``i`` is
+    its batch index.
     """
 
     def __init__(self, seed: int, batch: int, bins: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, keys: Sequence[str] | None = None) -> None:
         self.seed, self.batch, self.bins = int(seed), batch, bins
         self.device, self.dtype = device, dtype
+        if keys is not None and len(keys) != batch:
+            raise ValueError(f"BlockNoise: {len(keys)} item keys for a batch of {batch}")
+        self.keys = list(keys) if keys is not None else list(range(batch))
 
-    def _block(self, step: int, item: int, block: int) -> torch.Tensor:
+    def _block(self, step: int, item: int | str, block: int) -> torch.Tensor:
         key = f"m2l-noise/{self.seed}/{step}/{item}/{block}".encode()
         seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
         g = torch.Generator().manual_seed(seed)
@@ -74,11 +81,18 @@ class BlockNoise:
     def __call__(self, step: int, start: int, end: int) -> torch.Tensor:
         b0, b1 = start // NOISE_BLOCK_FRAMES, -(-end // NOISE_BLOCK_FRAMES)
         items = []
-        for item in range(self.batch):
+        for item in self.keys:
             blocks = torch.cat([self._block(step, item, b) for b in range(b0, b1)], dim=-1)
             off = start - b0 * NOISE_BLOCK_FRAMES
             items.append(blocks[..., off:off + end - start])
         return torch.stack(items).to(device=self.device, dtype=self.dtype)
+
+
+def latent_keys(z: torch.Tensor) -> list[str]:
+    """A content key per item of ``z [batch, ...]`` (BLAKE2b of its float32 bytes): the noise of
+    an item then follows its latents, whichever batch or position it is decoded in."""
+    rows = z.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+    return ["z" + hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in rows]
 
 
 def prepare_for_inference(model: Music2Latent, channels_last: bool | None = None
@@ -279,7 +293,7 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
                              f"(got overlap={overlap}, chunk_latents={chunk_latents}): the "
                              f"cross-fade must avoid the {c.edge_samples} attenuated samples at "
                              "each chunk edge")
-    noise_fn = noise_fn or BlockNoise(seed, batch, c.freq_bins, device)
+    noise_fn = noise_fn or BlockNoise(seed, batch, c.freq_bins, device, keys=latent_keys(z))
     spans = plan_chunks(total, chunk_latents, overlap)
     spl, edge, dt = c.samples_per_latent, c.edge_samples, c.downsample_time
     out = torch.zeros(batch, frontend.samples_for_latents(total))

@@ -288,3 +288,52 @@ def test_missing_decoded_file_is_an_error_naming_the_item(tmp_path):
     with pytest.raises(AlignmentError, match=r"x\.wav: no decoded file"):
         collect(FolderSource({"x.wav": None}), item)
     assert FolderSource({"x.wav": None}).item_identity(item) == "decoded:missing"
+
+
+# -- batches of short items ------------------------------------------------------------------------
+class _CallCounter(plugins.NoisyCodec):
+    calls = 0
+
+    def encode(self, audio):
+        type(self).calls += 1
+        return super().encode(audio)
+
+
+def test_prepared_batches_give_the_per_item_results_with_fewer_codec_calls(tmp_path):
+    """Short items are coded 8 per call; each item's estimate equals its own single call (a
+    stochastic-style codec whose noise depends on the batch row would fail here), long, odd and
+    unreadable items fall back to the stream, which still names them."""
+    paths = [write(tmp_path / f"n{k}.wav", noise(1, 0.2, seed=k)) for k in range(10)]
+    paths.append(write(tmp_path / "stereo.wav", noise(2, 0.2, seed=20)))
+    paths.append(write(tmp_path / "long.wav", noise(1, 0.6, seed=21)))  # several chunks
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    items = [item_for(p) for p in paths] + [item_for(tmp_path / "bad.wav")]
+    single, batched = codec_source(_CallCounter(snr_db=30.0)), codec_source(_CallCounter(snr_db=30.0), batch_items=8)
+    expected = {it.id: collect(single, it)[1] for it in items[:-1]}
+    _CallCounter.calls = 0
+    assert batched.prepare(items, None) == 10  # 8 + 2 mono items of 3200 samples; the stereo one is a batch of 1
+    assert _CallCounter.calls == 2
+    for it in items[:-1]:
+        np.testing.assert_allclose(collect(batched, it)[1], expected[it.id], rtol=0, atol=1e-6)
+    assert _CallCounter.calls == 2 + 1 + n_chunks(int(0.6 * SR))  # stereo alone, long chunked
+    with pytest.raises(Exception, match="bad.wav"):
+        collect(batched, items[-1])
+
+
+def test_a_codec_whose_output_follows_the_batch_row_is_never_batched(tmp_path):
+    items = [item_for(write(tmp_path / f"r{k}.wav", noise(1, 0.2, seed=k))) for k in range(3)]
+    row_noise = codec_source(plugins.NoisyCodec(per_item=False), batch_items=8)
+    assert row_noise.prepare(items, None) == 0
+    alone = codec_source(plugins.NoisyCodec(per_item=False))
+    for it in items:
+        np.testing.assert_array_equal(collect(row_noise, it)[1], collect(alone, it)[1])
+
+
+def test_a_batch_that_fails_falls_back_to_single_calls_and_names_the_item(tmp_path):
+    paths = [write(tmp_path / f"q{k}.wav", noise(1, 0.2, seed=k) * (0.2 if k == 3 else 1.0)) for k in range(4)]
+    source = codec_source(plugins.QuietNaNCodec(level=0.5), batch_items=8)
+    items = [item_for(p) for p in paths]
+    assert source.prepare(items, None) == 0  # the batch diverged: nothing prepared
+    with pytest.raises(Exception, match="NaN"):
+        collect(source, items[3])
+    collect(source, items[0])

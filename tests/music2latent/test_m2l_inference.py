@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from benchmark.music2latent.inference import (NOISE_BLOCK_FRAMES, BlockNoise, decode_latents,
+from benchmark.music2latent.inference import (NOISE_BLOCK_FRAMES, BlockNoise, decode_latents, latent_keys,
                                               encode_audio, karras_sigmas, min_decode_overlap,
                                               plan_chunks, sample_representation)
 
@@ -70,7 +70,7 @@ def test_decode_is_deterministic_and_matches_the_sampler(smoke_config, smoke_mod
                                               chunk_latents=None), out, rtol=0, atol=0)
     assert not torch.allclose(decode_latents(smoke_model, smoke_frontend, z, seed=4,
                                              chunk_latents=None), out)
-    noise = BlockNoise(3, 2, smoke_config.freq_bins)
+    noise = BlockNoise(3, 2, smoke_config.freq_bins, keys=latent_keys(z))
     for steps in (1, 3):
         with torch.no_grad():
             rep = sample_representation(smoke_model, smoke_model.decode_pyramid(z),
@@ -79,6 +79,11 @@ def test_decode_is_deterministic_and_matches_the_sampler(smoke_config, smoke_mod
         got = decode_latents(smoke_model, smoke_frontend, z, steps=steps, seed=3,
                              chunk_latents=None)
         torch.testing.assert_close(got, expected)
+    # an item decodes to the same audio alone, first or second in a batch (noise follows content)
+    alone = decode_latents(smoke_model, smoke_frontend, z[1:], seed=3, chunk_latents=None)
+    swapped = decode_latents(smoke_model, smoke_frontend, z.flip(0), seed=3, chunk_latents=None)
+    torch.testing.assert_close(alone[0], out[1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(swapped[0], out[1], rtol=0, atol=1e-5)
 
 
 def _relative_error_near(y, ref, centres, half_width, edge):
@@ -115,7 +120,7 @@ def test_chunked_decoding_has_no_seams(smoke_config, smoke_model, smoke_frontend
     assert body < 0.15  # chunking changes little (GroupNorm statistics only)
     assert near < 1.5 * body + 0.01  # and no more near the boundaries
 
-    noise = BlockNoise(0, 1, c.freq_bins)
+    noise = BlockNoise(0, 1, c.freq_bins, keys=latent_keys(z))
     naive = torch.zeros_like(whole)
     with torch.no_grad():
         for start in range(0, total, chunk):
