@@ -371,17 +371,18 @@ class Pipeline:
         return cap_per_kind(self.items(self.config.reconstruction_split), self.config.reconstruction_per_kind)
 
     # -- codecs -------------------------------------------------------------------------------------
-    def build_codec(self, spec: CodecSpec) -> CodecRun:
-        """Train (if the spec asks for it, cached) and construct a codec."""
+    def build_codec(self, spec: CodecSpec, checkpoint: Path | None = None) -> CodecRun:
+        """Train (if the spec asks for it, cached; ``checkpoint``: already trained) and construct a codec."""
         options = dict(spec.options)
         train_info: dict[str, Any] = {}
         if spec.train is not None:
-            from benchmark.training import train  # lazy: torch training stack only when needed
+            if checkpoint is None:
+                from benchmark.training import train  # lazy: torch training stack only when needed
 
-            self.log(f"[{spec.display}] training ({dict(spec.train)}) - cached checkpoints are reused")
-            with self.timer.stage(f"train {spec.display}"):
-                checkpoint = train(codec=spec.name, dataset=self.dataset, out_dir=self.cache_dir / "checkpoints",
-                                   device=self.config.device, progress=self.progress, **dict(spec.train))
+                self.log(f"[{spec.display}] training ({dict(spec.train)}) - cached checkpoints are reused")
+                with self.timer.stage(f"train {spec.display}"):
+                    checkpoint = train(codec=spec.name, dataset=self.dataset, out_dir=self.cache_dir / "checkpoints",
+                                       device=self.config.device, progress=self.progress, **dict(spec.train))
             options.setdefault("checkpoint", str(checkpoint))
             train_info = _read_train_info(Path(checkpoint))
         factory = resolve_factory(spec.name)
@@ -428,10 +429,16 @@ class Pipeline:
         """Every codec of the config, one :class:`CodecRun` per training run (``train.seeds``); a
         codec that cannot be built is an error row, the others go on."""
         runs: list[CodecRun] = []
+        trained = self.train_all()
         for spec in self.config.codecs:
             for index, (replicate, seed) in enumerate(spec.replicates()):
+                outcome = trained.get(replicate.display)
+                if isinstance(outcome, BaseException):
+                    self.store.add_error(replicate.display, "train", "*", "", describe(outcome))
+                    self.log(f"[{replicate.display}] training failed, skipped: {describe(outcome)}")
+                    continue
                 try:
-                    run = self.build_codec(replicate)
+                    run = self.build_codec(replicate, checkpoint=outcome)
                 except Exception as exc:
                     self.store.add_error(replicate.display, "build", "*", "", describe(exc))
                     self.log(f"[{replicate.display}] cannot be built, skipped: {describe(exc)}")
@@ -440,6 +447,26 @@ class Pipeline:
                     run.group, run.seed, run.replicate_index = spec.display, seed, index
                 runs.append(run)
         return runs
+
+    def train_all(self) -> dict[str, Path | BaseException]:
+        """Train every model the config asks for (cached runs cost nothing): on a CPU, ``workers``
+        runs at a time in processes of ``cores // workers`` threads each (1.3x the models per hour
+        of one process on 2 cores; :mod:`benchmark.training.parallel`), the same weights as training
+        them one by one with that many threads. Label -> ``best.pt`` or the exception."""
+        specs = [replicate for spec in self.config.codecs for replicate, _ in spec.replicates()
+                 if replicate.train is not None]
+        if not specs:
+            return {}
+        from benchmark.training.parallel import train_many
+
+        workers = self.config.workers if self.config.device == "cpu" else 1
+        jobs = [dict(codec=s.name, dataset=self.dataset, out_dir=self.cache_dir / "checkpoints",
+                     device=self.config.device, **dict(s.train)) for s in specs]
+        self.log(f"training {len(jobs)} model(s), {max(1, workers)} at a time - cached checkpoints are reused")
+        with self.timer.stage("train", len(jobs)) as record:
+            outcomes = train_many(jobs, workers=workers, progress=self.progress, log=self.log)
+            record["failures"] += sum(isinstance(o, BaseException) for o in outcomes)
+        return {s.display: o for s, o in zip(specs, outcomes)}
 
     # -- encode (latents and features for the probes) ----------------------------------------------
     def _encode_key(self, run: CodecRun, item: Item) -> str:
