@@ -354,3 +354,8 @@ class AutoencoderCodec(SpectralModelCodec):
         return encode_audio(self.model, self.frontend, self._check_audio(audio),
                             chunk_seconds=self.chunk_seconds, features=True)
 
+    def encode_with_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode(audio), features(audio))`` from one encoder pass."""
+        return encode_audio(self.model, self.frontend, self._check_audio(audio),
+                            chunk_seconds=self.chunk_seconds, features="both")
+

@@ -45,22 +45,24 @@ class GaussianMusic2Latent(Music2Latent):
         self.encoder.to_latent = nn.Conv1d(config.bottleneck_channels, 2 * config.latent_dim, 1)
 
     def moments(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, 2, bins, F] -> (mean, logvar)``, each ``[B, latent_dim, F / downsample_time]``.
-
-        The encoder path is Music2Latent's (features, bottleneck, norm, SiLU, 1x1 conv) up to
-        its tanh, which a Gaussian posterior does not have.
-        """
+        """``[B, 2, bins, F] -> (mean, logvar)``, each ``[B, latent_dim, F / downsample_time]``."""
         self._check_spec(spec)
+        return self.moments_from_features(self.encoder.features(spec))
+
+    def moments_from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-bottleneck features -> ``(mean, logvar)``. The encoder path is Music2Latent's
+        (features, bottleneck, norm, SiLU, 1x1 conv) up to its tanh, which a Gaussian posterior
+        does not have."""
         enc = self.encoder
-        x = enc.bottleneck_in(enc.features(spec))
+        x = enc.bottleneck_in(features)
         for block in enc.bottleneck:
             x = block(x)
         mean, logvar = enc.to_latent(F.silu(enc.bottleneck_norm(x))).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
-    def encode(self, spec: torch.Tensor) -> torch.Tensor:
-        """Posterior mean ``[B, latent_dim, F / downsample_time]`` (unbounded)."""
-        return self.moments(spec)[0]
+    def latents_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Posterior mean ``[B, latent_dim, F / downsample_time]`` (unbounded): what ``encode`` returns."""
+        return self.moments_from_features(features)[0]
 
 
 def build_model(config: Music2LatentConfig) -> GaussianMusic2Latent:

@@ -4,7 +4,9 @@ Conventions
 -----------
 - Audio handed to a codec is mono float32 in [-1, 1] at ``info.sample_rate``, shape
   ``[batch, samples]``. The pipeline resamples to the codec's rate and folds extra channels
-  (stereo, multi-channel) into the batch axis, so codecs never see channels.
+  (stereo, multi-channel) into the batch axis, so codecs never see channels - except codecs
+  that code channels jointly (``info.channels > 1``, e.g. Opus and MP3 stereo): they are
+  handed one item per call, so the rows of a call are the channels of one signal.
 - ``encode`` returns latents ``[batch, latent_dim, frames]`` at ``info.latent_rate_hz``.
 - ``decode`` maps latents back to audio ``[batch, samples]`` at ``info.sample_rate``. A decoder
   may return fewer or more samples than were encoded (e.g. Music2Latent crops to
@@ -24,6 +26,7 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkError
@@ -41,7 +44,9 @@ class CodecInfo:
     ----------
     name: registry name (or import path) of the codec.
     sample_rate: rate (Hz) the codec works at.
-    channels: channels modelled jointly; 1 means multi-channel audio is coded per channel.
+    channels: channels modelled jointly; 1 means multi-channel audio is coded per channel (the
+        engine then batches items freely); more means one item per ``encode`` call (rows = its
+        channels).
     latent_dim: channels of the latent sequence.
     latent_rate_hz: latent frames per second.
     compression_ratio: input numbers per latent number,
@@ -50,6 +55,10 @@ class CodecInfo:
     decode_steps: number of network evaluations per decode (None for non-iterative decoders).
     can_decode: False for feature-only extractors.
     has_features: whether ``features()`` returns something besides the latents.
+    bitrate_kbps: nominal bitrate (kbit/s) of codecs with a real bitstream (Opus, MP3, the
+        quantised codes of EnCodec/SNAC); None for continuous latents (their size is
+        :meth:`latent_floats_per_second`). The bitrate actually obtained is measured per item
+        when the codec implements :meth:`Codec.bitstream_bits`.
     code_license, weights_license: licences, shown in reports (e.g. CC BY-NC weights).
     weights_id: content hash of the weights (``"none"`` for parameter-free codecs).
     parameters: number of trainable parameters (0 for parameter-free codecs).
@@ -79,10 +88,14 @@ class CodecInfo:
     description: str = ""
     delay_samples: int = 0
     batch_invariant: bool | None = None
+    bitrate_kbps: float | None = None
 
     @property
     def codes_items_independently(self) -> bool:
-        """``batch_invariant``, defaulting to ``not stochastic``."""
+        """``batch_invariant``, defaulting to ``not stochastic``; never for codecs that code
+        channels jointly (``channels > 1``: the rows of a call are one item's channels)."""
+        if self.channels > 1:
+            return False
         return self.batch_invariant if self.batch_invariant is not None else not self.stochastic
 
     @property
@@ -132,6 +145,17 @@ class Codec(abc.ABC):
 
     def features(self, audio: torch.Tensor) -> torch.Tensor | None:
         """Optional probing features ``[batch, dim, frames]``; None if the codec has none."""
+        return None
+
+    def encode_with_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(encode(audio), features(audio))`` (features None without ``info.has_features``); a
+        codec whose features are a stage of its encoder overrides this with one pass."""
+        return self.encode(audio), (self.features(audio) if self.info.has_features else None)
+
+    def bitstream_bits(self, latents: torch.Tensor) -> np.ndarray | None:
+        """Bits of the coded bitstream per row of ``latents`` (``[batch]``), for codecs whose
+        latents are a real bitstream (the engine reports the obtained bitrate from them); None
+        for continuous latents."""
         return None
 
     def to(self, device: str | torch.device) -> "Codec":

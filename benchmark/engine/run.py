@@ -291,7 +291,10 @@ def cost_facts(codec: Codec, outcome: Outcome | None, encode: dict[str, float] |
         "latent_rate_hz": (info.latent_rate_hz, "Hz", None),
         "latent_dim": (float(info.latent_dim), "channels", None),
         "decode_steps": (float(info.decode_steps) if info.decode_steps else float("nan"), "steps", None),
+        "joint_channels": (float(info.channels), "channels", None),
     }
+    if info.bitrate_kbps:  # codecs with a bitstream: the nominal bitrate (the obtained one is "kbps")
+        facts["kbps_nominal"] = (float(info.bitrate_kbps), "kbps", None)
     scored = [r for r in outcome.results if r.ok and r.sample_rate] if outcome is not None else []
     if scored:
         floats = [info.latent_floats_per_second(r.channels) for r in scored]
@@ -301,6 +304,8 @@ def cost_facts(codec: Codec, outcome: Outcome | None, encode: dict[str, float] |
         coding = outcome.coding()
         facts["decode_speed"] = (coding.codec_seconds / coding.decode_seconds if coding.decode_seconds > 0
                                  else float("nan"), "x realtime", True)
+        if coding.kbps is not None:  # codecs with a real bitstream: the bitrate obtained, files' bytes
+            facts["kbps"] = (coding.kbps, "kbps", None)
         for name, value in outcome.alignment().items():
             facts[name] = (value, "s", False)
     else:
@@ -504,8 +509,7 @@ class Pipeline:
             with torch.inference_mode():
                 t0 = time.perf_counter()
                 x = torch.from_numpy(np.concatenate([a for _, a in group]))  # [sum of channels, samples]
-                latents = run.codec.encode(x)
-                features = run.codec.features(x) if run.codec.info.has_features else None
+                latents, features = run.codec.encode_with_features(x)  # one encoder pass where it can
                 elapsed = time.perf_counter() - t0
             check_latents(latents, run.label)
         except Exception as exc:
@@ -527,7 +531,8 @@ class Pipeline:
 
     def _loaded_groups(self, run: CodecRun, items: list[Item], sr: int) -> Iterator[list[tuple[Item, np.ndarray]]]:
         """Read items at ``sr`` and yield groups of equal length (at most ``batch_items``)."""
-        size = max(1, self.config.batch_items)
+        # codecs that code channels jointly take one item per call (rows = its channels)
+        size = max(1, self.config.batch_items) if run.codec.info.channels == 1 else 1
         for start in range(0, len(items), size):
             by_length: dict[int, list[tuple[Item, np.ndarray]]] = {}
             for item in items[start:start + size]:
@@ -680,6 +685,11 @@ class Pipeline:
             with self.timer.stage("steps study"):
                 self.run_steps_study(runs, recon_items)
         self.store.write()
+        if outcomes:  # audio to listen to in the report (benchmark.html.examples); never stops the run
+            from benchmark.html.examples import write_examples
+
+            with self.timer.stage("examples"):
+                write_examples(self, runs)
         with self.timer.stage("report"):
             self._write_report()
         self._status("complete", seconds=time.perf_counter() - t_start)
@@ -687,8 +697,9 @@ class Pipeline:
 
     def _write_report(self) -> None:
         """Build the report unless the same numbers already have one (cached re-runs)."""
+        examples = self.run_dir / "report" / "examples" / "examples.json"  # the page shows them too
         content = cache_key([{k: v for k, v in r.items() if k != "timestamp"} for r in self.store.rows],
-                            self.store.items, self.store.errors)
+                            self.store.items, self.store.errors, examples.read_text() if examples.exists() else "")
         marker = self.run_dir / "report" / ".results-hash"
         if marker.exists() and marker.read_text() == content:
             return

@@ -218,6 +218,12 @@ class Music2LatentCodec(SpectralModelCodec):
         return encode_audio(self.model, self.frontend, audio, chunk_seconds=self.chunk_seconds,
                             features=True)
 
+    def encode_with_features(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode(audio), features(audio))`` from one encoder pass."""
+        z, features = encode_audio(self.model, self.frontend, self._check_audio(audio),
+                                   chunk_seconds=self.chunk_seconds, features="both")
+        return z / self.latent_scale, features
+
 
 class OfficialMusic2LatentCodec(Music2LatentCodec):
     """The released Music2Latent weights in our implementation (parity-tested).

@@ -195,8 +195,8 @@ def min_decode_overlap(config) -> int:
 def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
                  audio: np.ndarray | torch.Tensor, chunk_seconds: float | None =
                  DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                 features: bool = False) -> torch.Tensor:
-    """Encode audio to latents (or pre-bottleneck features).
+                 features: bool | str = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Encode audio to latents (or pre-bottleneck features, or both).
 
     Parameters
     ----------
@@ -205,13 +205,26 @@ def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
     chunk_seconds: encode at most this much audio per forward pass (None: all at once).
     overlap_seconds: audio shared by neighbouring chunks (rounded to latent frames, at least
         one frame when chunking); the shared latent frames are cross-faded.
-    features: return the ``[batch, feature_dim, K]`` pre-bottleneck features instead.
+    features: return the ``[batch, feature_dim, K]`` pre-bottleneck features instead;
+        ``"both"``: ``(latents, features)`` from one encoder pass.
 
     Returns
     -------
     ``[batch, latent_dim, K]`` float32 CPU tensor (``[batch, feature_dim, K]`` if
     ``features``), ``K = frontend.latents_for_samples(samples)``.
     """
+    if features == "both":
+        outs = _encode_chunked(model, frontend, audio, chunk_seconds, overlap_seconds, model.encode_both)
+        return outs[0], outs[1]
+    return _encode_chunked(model, frontend, audio, chunk_seconds, overlap_seconds,
+                           lambda spec: (model.encode_features(spec) if features else model.encode(spec),))[0]
+
+
+def _encode_chunked(model: Music2Latent, frontend: SpectralFrontend, audio: np.ndarray | torch.Tensor,
+                    chunk_seconds: float | None, overlap_seconds: float,
+                    forward: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+    """``forward(spec)`` over overlapping chunks of latent frames, each output cross-faded on
+    the frames neighbouring chunks share (see :func:`encode_audio`)."""
     c = model.config
     device = _device(model)
     wave = _as_batch(audio, device)
@@ -223,24 +236,25 @@ def encode_audio(model: Music2Latent, frontend: SpectralFrontend,
                                                                    c.latent_rate_hz)))
     spans = plan_chunks(total, chunk, overlap)
     spl, edge = c.samples_per_latent, c.edge_samples
-    out = None
+    outs: list[torch.Tensor] = []
     with torch.inference_mode():
         prev_end = 0
         for start, end in spans:
             segment = wave[:, start * spl:end * spl + edge]
             spec = _like_model(model, frontend.wave_to_spec(segment))
-            z = (model.encode_features(spec) if features else model.encode(spec)).float().cpu()
-            if out is None:
-                out = torch.zeros(wave.shape[0], z.shape[1], total)
+            zs = [z.float().cpu() for z in forward(spec)]
+            if not outs:
+                outs = [torch.zeros(wave.shape[0], z.shape[1], total) for z in zs]
             shared = max(0, prev_end - start)
-            if shared:
-                fade = _ramp(shared, z.device)
-                out[..., start:prev_end] = (out[..., start:prev_end] * (1 - fade)
-                                            + z[..., :shared] * fade)
-            out[..., start + shared:end] = z[..., shared:]
+            for out, z in zip(outs, zs):
+                if shared:
+                    fade = _ramp(shared, z.device)
+                    out[..., start:prev_end] = (out[..., start:prev_end] * (1 - fade)
+                                                + z[..., :shared] * fade)
+                out[..., start + shared:end] = z[..., shared:]
             prev_end = end
-    assert out is not None
-    return out
+    assert outs
+    return outs
 
 
 def decode_latents(model: Music2Latent, frontend: SpectralFrontend,

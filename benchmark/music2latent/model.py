@@ -84,7 +84,11 @@ class Encoder(nn.Module):
         return x.flatten(1, 2)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        x = self.bottleneck_in(self.features(spec))
+        return self.head(self.features(spec))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pre-bottleneck features (:meth:`features`) -> latents."""
+        x = self.bottleneck_in(features)
         for block in self.bottleneck:
             x = block(x)
         return torch.tanh(self.to_latent(torch.nn.functional.silu(self.bottleneck_norm(x))))
@@ -280,7 +284,18 @@ class Music2Latent(nn.Module):
     def encode(self, spec: torch.Tensor) -> torch.Tensor:
         """``[B, 2, bins, F] -> [B, latent_dim, F / downsample_time]`` latents in (-1, 1)."""
         self._check_spec(spec)
-        return self.encoder(spec)
+        return self.latents_from_features(self.encoder.features(spec))
+
+    def latents_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pre-bottleneck features (:meth:`encode_features`) -> latents (a variant of the model
+        with another posterior overrides this, and :meth:`encode` and :meth:`encode_both` follow)."""
+        return self.encoder.head(features)
+
+    def encode_both(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents, pre-bottleneck features)`` from one encoder pass."""
+        self._check_spec(spec)
+        features = self.encoder.features(spec)
+        return self.latents_from_features(features), features
 
     def encode_features(self, spec: torch.Tensor) -> torch.Tensor:
         """Pre-bottleneck features ``[B, feature_dim, F / downsample_time]`` (8192-d for the

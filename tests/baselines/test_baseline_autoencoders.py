@@ -77,6 +77,19 @@ def test_latents_match_music2latent_and_decode_length(kind, smoke):
     assert codec.features(audio).shape == (1, smoke.feature_dim, 61)
 
 
+@pytest.mark.parametrize("kind", sorted(CODECS) + ["music2latent"])
+def test_one_encoder_pass_gives_the_latents_and_features_of_two(kind):
+    """``encode_with_features`` (the encode stage's one pass) equals ``encode`` and ``features``,
+    for the VAE too, whose latents are the posterior mean (no tanh); across encoder chunks as well."""
+    codec = (CODECS.get(kind) or Music2LatentCodec)(preset="smoke", chunk_seconds=0.2)
+    randomize_parameters(codec.model, seed=3)  # non-zero heads: the latents must differ by kind
+    audio = torch.cat([music_like(0.6, seed=1), music_like(0.6, seed=2)])
+    z, f = codec.encode_with_features(audio)
+    torch.testing.assert_close(z, codec.encode(audio), rtol=0, atol=0)
+    torch.testing.assert_close(f, codec.features(audio), rtol=0, atol=0)
+    assert (z.abs().max() > 1) == (kind == "vae")  # the posterior mean is not squashed by a tanh
+
+
 def test_decoding_is_deterministic_given_seed():
     audio = music_like(0.4)
     outs = {}
