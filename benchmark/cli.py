@@ -5,9 +5,10 @@ Commands
 run all|reconstruction|probes   run the pipeline (preset + overrides), resumable and cached
 codecs                          list registered codecs with their metadata
 models                          list trained models (checkpoints) and their short names
-report RUN_DIR [RUN_DIR ...]    tables (Markdown, LaTeX, CSV) and figures from one or more runs
+report RUN_DIR [RUN_DIR ...]    tables (Markdown, LaTeX, CSV), figures and index.html from one or more runs
 eval                            evaluate a codec on any folder, or score paired folders
 train                           train a learned codec (consistency autoencoder, baselines)
+listening export|import RUN     a webMUSHRA listening test of a run's examples; its ratings into the report
 presets                         list run presets
 """
 
@@ -126,18 +127,27 @@ def codecs_command(args) -> int:
     for name in available_codecs():
         try:
             info = create_codec(name).info
-            rows.append((name, info.sample_rate, info.latent_dim, f"{info.latent_rate_hz:.2f}",
-                         f"{info.compression_ratio:.1f}", "yes" if info.stochastic else "no",
-                         info.decode_steps or "-", "yes" if info.can_decode else "no",
-                         f"{info.code_license} / {info.weights_license}", info.description))
-        except Exception as exc:  # a codec whose weights are missing is still listed
-            rows.append((name, "?", "?", "?", "?", "?", "?", "?", "?", f"(not buildable with defaults: {exc})"))
-    header = ("name", "rate Hz", "dim", "frames/s", "compr.", "stoch.", "steps", "decodes", "licence code/weights",
-              "description")
+            # size: the bitrate of a real bitstream, else latent floats per second (mono audio)
+            size = (f"{info.bitrate_kbps:g} kbps" if info.bitrate_kbps else
+                    f"{info.latent_floats_per_second():.0f} floats/s")
+            rows.append((name, info.sample_rate, "joint" if info.channels > 1 else "each", size, info.latent_dim,
+                         f"{info.latent_rate_hz:.2f}", f"{info.compression_ratio:.1f}", _count(info.parameters),
+                         "yes" if info.stochastic else "no", info.decode_steps or "-",
+                         "yes" if info.can_decode else "no", f"{info.code_license} / {info.weights_license}",
+                         info.description))
+        except Exception as exc:  # a codec whose weights or tools are missing is still listed
+            rows.append((name, *["?"] * 11, f"(not buildable with defaults: {exc})"))
+    header = ("name", "rate Hz", "channels", "size", "dim", "frames/s", "compr.", "params", "stoch.", "steps",
+              "decodes", "licence code/weights", "description")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
     return 0
+
+
+def _count(n: int) -> str:
+    """A parameter count for listings: ``57.66 M``, ``12.3 k``, ``0``."""
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
 
 
 def models_command(args) -> int:
@@ -208,6 +218,8 @@ OPTIONAL_COMMANDS = {
     "eval": ("benchmark.evaluate", "add_eval_arguments", "eval_command",
              "evaluate a codec on any audio folder, or score paired folders"),
     "train": ("benchmark.training.command", "add_train_arguments", "train_command", "train a learned codec"),
+    "listening": ("benchmark.listening", "add_listening_arguments", "listening_command",
+                  "export a run's examples as a webMUSHRA test, or import its ratings"),
 }
 
 

@@ -94,6 +94,9 @@ class RunConfig:
     reconstruction_per_kind: cap on the reconstruction items of each item kind (notes, clips: the
         first N of each in dataset order, a balanced sample for the built-in dataset, whose order
         rotates families, pitches and keys); None = all. The probes still test on the whole split.
+    examples: the report's listening examples (:class:`benchmark.html.examples.ExampleOptions`,
+        e.g. ``{count: 3, random: 2}``; ``count: 0`` switches them off). Changes no number, so it
+        is left out of :meth:`hash`.
     batch_items: items encoded per codec call (same-length items are batched).
     steps_study: quality vs decoding steps of the stochastic codecs, e.g. ``{steps: [1, 2, 4, 8],
         seeds: [0, 1, 2], metrics: [si_sdr, mel_distance], max_items: 16}``; empty = skipped.
@@ -130,6 +133,7 @@ class RunConfig:
     alpha: float = 0.05
     max_items: int | None = None
     reconstruction_per_kind: int | None = None
+    examples: dict[str, Any] = dataclasses.field(default_factory=dict)
     batch_items: int = 8
     device: str = "cpu"
     seed: int = 0
@@ -165,9 +169,9 @@ class RunConfig:
         return config
 
     def hash(self) -> str:
-        """16-hex hash of everything that affects results (not of ``workers``/``device``)."""
+        """16-hex hash of everything that affects results (not of ``workers``/``device``/``examples``)."""
         payload = self.to_dict()
-        for key in ("workers", "device"):
+        for key in ("workers", "device", "examples"):
             payload.pop(key, None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -10,7 +10,10 @@ Tables (each as ``.md``, ``.tex`` and ``.csv``):
   p over the table's family, "significant" or "n.s. (MDD x)"; a Power section gives, per metric,
   the smallest difference the run could detect (:mod:`benchmark.engine.compare`);
 - ``codecs``: the cost/metadata facts per codec.
-Figures (PNG + PDF): probe scores per task with CI error bars; per-item SI-SDR distribution.
+- ``listening`` / ``listening_correlation``: imported MUSHRA ratings (:mod:`benchmark.listening`).
+``index.html``: all of it as one offline page with audio examples (:mod:`benchmark.html`).
+Figures (PNG + PDF): probe scores per task with CI error bars; per-item SI-SDR distribution;
+quality vs bitrate when a codec has a real bitstream (:func:`bitrate_figure`).
 
 Values computed under different settings are never silently mixed: for every reconstruction
 metric the report asks the metric (:func:`benchmark.metrics.base.comparability_problems`) whether
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 from pathlib import Path
 
@@ -38,7 +42,8 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics.base import ItemMetric, comparability_problems, format_warning, metric_class
 
 PRIMARY_METRICS = ("si_sdr", "visqol", "fad")  # the paper's columns first, others after
-COST_COLUMNS = ("parameters", "compression_ratio", "kbps", "latent_rate_hz", "latent_floats_per_second",
+COST_COLUMNS = ("parameters", "compression_ratio", "kbps", "kbps_nominal", "joint_channels", "latent_rate_hz",
+                "latent_floats_per_second",
                 "decode_steps", "encode_speed", "decode_speed", "train_seconds")
 # cost-stage facts shown in the reconstruction table (those present), with their decimals
 RECON_COST_COLUMNS = (("parameters", 0), ("latent_floats_per_second", 0), ("kbps", 2), ("compression_ratio", 1),
@@ -60,6 +65,9 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not path.exists():
             raise ReportError(f"{path} not found: is {run_dir} a run folder written by `benchmark run`?")
         frames.append(pd.read_csv(path, dtype={"metric_version": str, "seed": "Int64"}))
+        ratings = Path(run_dir) / "listening" / "results.csv"  # imported listening test (benchmark.listening)
+        if ratings.exists():
+            frames.append(pd.read_csv(ratings, dtype={"metric_version": str, "seed": "Int64"}))
         if (Path(run_dir) / "items.csv").exists():
             items.append(pd.read_csv(Path(run_dir) / "items.csv"))
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -519,6 +527,63 @@ def item_figure(items: pd.DataFrame, out: Path, metric: str = "si_sdr") -> Path 
     return _save_figure(fig, out, f"{metric}_per_item")
 
 
+#: metrics shown against bitrate (the first three a run has)
+BITRATE_METRICS = ("si_sdr", "visqol", "mel_distance", "mrstft_distance", "fad")
+FLOAT_BITS = 32  # a continuous latent placed on the bitrate axis as float32 numbers (an upper bound)
+
+
+def bitrate_figure(results: pd.DataFrame, out: Path) -> Path | None:
+    """Quality vs bitrate, drawn when some codec has a real bitstream (a ``kbps`` cost row: the
+    bitrate obtained, files' bytes). Every decoding codec is placed: at its obtained kbps
+    (filled circles; the rungs of one codec joined by a line), else at its nominal bitrate
+    (``kbps_nominal``, quantised codes: filled squares), else, for continuous latents, at
+    latent floats/s x 32 bit (hollow circles: an upper bound, float32 storage, no entropy
+    coding). One panel per metric (the first three of :data:`BITRATE_METRICS`) and item kind."""
+    cost = _last_run_rows(results[results["stage"] == "cost"])
+    recon = _last_run_rows(results[results["stage"] == "reconstruction"])
+    if recon.empty or not (cost["metric"] == "kbps").any():
+        return None
+
+    def per_codec(metric: str, scale: float = 1.0) -> dict[str, float]:
+        rows = cost[cost["metric"] == metric].drop_duplicates("codec_label", keep="last")
+        return {label: float(v) * scale for label, v in zip(rows["codec_label"], rows["value"]) if pd.notna(v)}
+
+    place: dict[str, tuple[float, str]] = {}  # label -> (kbit/s, marker style)
+    for style, values in (("o", per_codec("latent_floats_per_second", FLOAT_BITS / 1000)),
+                          ("s", per_codec("kbps_nominal")), ("o-filled", per_codec("kbps"))):
+        place.update({label: (v, style) for label, v in values.items() if v > 0})
+    metrics = [m for m in BITRATE_METRICS if m in set(recon["metric"])][:3] or list(dict.fromkeys(recon["metric"]))[:3]
+    subsets = (list(dict.fromkeys(recon["subset"].dropna())) if "subset" in recon else []) or [None]
+    fig, axes = plt.subplots(len(subsets), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(subsets)),
+                             squeeze=False)
+    family_of = recon["codec"].fillna(recon["codec_label"]) if "codec" in recon else recon["codec_label"]
+    families = list(dict.fromkeys(family_of))
+    colors = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}
+    for row, subset in enumerate(subsets):
+        for ax, metric in zip(axes[row], metrics):
+            chosen = (recon["metric"] == metric) & (recon["subset"] == subset if subset else True)
+            rows = recon[chosen & recon["codec_label"].isin(place)].drop_duplicates("codec_label", keep="last")
+            for family, group in rows.groupby(family_of.loc[rows.index], sort=False):
+                points = sorted((place[label][0], float(value), place[label][1], label)
+                                for label, value in zip(group["codec_label"], group["value"]))
+                style, color = points[0][2], colors[family]
+                ax.plot([p[0] for p in points], [p[1] for p in points], "-" if len(points) > 1 else "",
+                        marker="s" if style == "s" else "o", color=color, markersize=5,
+                        markerfacecolor="none" if style == "o" else color,
+                        label=family if len(points) > 1 else points[0][3])
+            ax.set_xscale("log")
+            ax.set_xlabel("kbit/s", fontsize=8)
+            ax.set_title(f"{metric}{_arrow(rows['higher_is_better'].iloc[0]) if len(rows) else ''}"
+                         + (f" · {subset}s" if subset else ""), fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle("Quality vs bitrate. Filled circles: bitrate obtained (file bytes); squares: nominal bitrate; "
+                 f"hollow: continuous latents at floats/s x {FLOAT_BITS} bit (an upper bound)", fontsize=8)
+    fig.tight_layout()
+    return _save_figure(fig, out, "bitrate")
+
+
 def _save_figure(fig, out: Path, stem: str) -> Path:
     """Write ``fig`` as ``stem.png`` (150 dpi, for Markdown) and ``stem.pdf`` (for papers), close
     it and return the PNG path."""
@@ -537,7 +602,9 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     sections = ["# Benchmark report", ""]
-    for name, table, caption in (
+    from benchmark.listening import listening_tables  # here: it imports this module
+
+    tables = (
         ("reconstruction", reconstruction_table(results),
          "Reconstruction quality (mean [95% bootstrap CI]; n scored, n_failed failed items) and cost. "
          + CI_COVERS + f"{' ' + WARNING_MARK + ' = value with a warning (see Warnings).' if warnings else ''}"),
@@ -550,7 +617,9 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         ("steps", steps_table(results), "Quality vs decoding steps of the stochastic decoders "
          "(mean over items and seeds ± std across seeds)."),
         ("codecs", cost_table(results), "Codec facts: parameters, compression, speed (x realtime), licences."),
-    ):
+        *listening_tables(results),
+    )
+    for name, table, caption in tables:
         if table.empty:
             continue
         for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table, caption))):
@@ -567,7 +636,8 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         sections += [f"- {line}" for line in power] + [""]
     if warnings:
         sections += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
-    for fig in (probe_figure(results, out_dir), item_figure(items, out_dir), steps_figure(results, out_dir)):
+    for fig in (probe_figure(results, out_dir), item_figure(items, out_dir), steps_figure(results, out_dir),
+                bitrate_figure(results, out_dir)):
         if fig is not None:
             written.append(fig)
             sections += [f"![{fig.stem}]({fig.name})", ""]
@@ -584,4 +654,11 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     readme = out_dir / "report.md"
     readme.write_text("\n".join(sections))
     written.append(readme)
+    try:  # the same as one HTML page with audio examples: an extra, whose failure loses none of the above
+        from benchmark.html import build_html
+
+        written += build_html(run_dirs, out_dir, results=results, tables=tables, figures=written, warnings=warnings,
+                              power=power)
+    except Exception as exc:
+        print(f"report: index.html not written ({type(exc).__name__}: {exc})", file=sys.stderr)
     return written

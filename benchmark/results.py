@@ -5,7 +5,8 @@
   card (unit, direction, convention, implementation, version), ``n`` and ``n_failed``, the
   settings the value depends on, config hash, git commit, hardware and time.
 - ``items.csv``: per-item values with status (``ok``/``nan``/``error``), the reason, the
-  segments scored, the seconds, and what alignment padded or cut.
+  segments scored, the seconds, what alignment padded or cut, and (codecs with a real
+  bitstream: Opus, MP3) the bitrate obtained on the item in kbit/s.
 - ``segments.csv``: per-segment values of items scored in several segments.
 - ``errors.csv``: one row per failed item/stage with the message.
 All of them are written atomically.
@@ -26,7 +27,7 @@ RESULT_COLUMNS = (
     "config_hash", "git_commit", "hardware", "timestamp",
 )
 ITEM_COLUMNS = ("run", "codec_label", "codec_id", "dataset_id", "split", "item", "metric", "value", "status",
-                "note", "segments", "seconds", "sample_rate", "padded_samples", "cut_samples")
+                "note", "segments", "seconds", "sample_rate", "padded_samples", "cut_samples", "kbps")
 SEGMENT_COLUMNS = ("run", "codec_label", "codec_id", "dataset_id", "split", "item", "segment", "samples",
                    "metric", "value")
 ERROR_COLUMNS = ("run", "codec_label", "stage", "item", "path", "error")

@@ -9,13 +9,18 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 PY="${PYTHON:-python3}"
 
-# 1. System library for FluidSynth (renders the built-in dataset).
-if [ "${SKIP_APT:-0}" != "1" ] && ! ldconfig -p 2>/dev/null | grep -q libfluidsynth; then
+# 1. System packages: the FluidSynth library (renders the built-in dataset) and opus-tools
+#    (`opusenc`: the exact constant-bitrate encoder of the `opus` codec, docs/codecs.md).
+apt_packages=""
+ldconfig -p 2>/dev/null | grep -q libfluidsynth || apt_packages="libfluidsynth3"
+command -v opusenc >/dev/null || apt_packages="$apt_packages opus-tools"
+if [ "${SKIP_APT:-0}" != "1" ] && [ -n "${apt_packages// /}" ]; then
   SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"
   if command -v apt-get >/dev/null; then
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libfluidsynth3 >/dev/null
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $apt_packages >/dev/null
   else
-    echo "install.sh: please install the FluidSynth library (libfluidsynth3 / brew install fluid-synth)" >&2
+    echo "install.sh: please install:$apt_packages (brew install fluid-synth opus-tools)" >&2
   fi
 fi
 
@@ -55,5 +60,16 @@ for root in site.getsitepackages():
         shutil.rmtree(stray)
 PYEOF
   "$PY" -m pip install -q "huggingface_hub>=0.20"
+  # Headless Chromium and its driver for the browser test of the HTML report (tests/test_report_html.py
+  # skips, saying so, without them). Debian's packages; selenium drives them (test extras).
+  if [ "${SKIP_APT:-0}" != "1" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    SUDO=""; [ "$(id -u)" != "0" ] && SUDO="sudo"
+    if command -v apt-get >/dev/null; then
+      { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+        echo "install.sh: could not install chromium + chromium-driver; the browser test will be skipped" >&2
+    else
+      echo "install.sh: no apt-get; install Chromium and chromedriver to run the browser test (skipped otherwise)" >&2
+    fi
+  fi
 fi
 echo "install.sh: done"

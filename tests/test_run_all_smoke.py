@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmark.cli import main
+from tests.test_report_html import browser_skip_reason, headless_chromium, page_problems, parse_page
 
 
 @pytest.mark.slow
@@ -27,6 +28,16 @@ def test_run_all_smoke_then_cached_rerun(tmp_path, capsys):
         assert (run_dir / "report" / name).exists()
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "complete"
+    # the report page: players for the examples, every file there, and (where a browser is) no
+    # console error and every audio file decoding in headless Chromium
+    page = run_dir / "report" / "index.html"
+    parsed = parse_page(page)
+    assert len(parsed.audio) >= 6
+    for src in parsed.audio + parsed.images:
+        assert (page.parent / src).is_file(), src
+    if browser_skip_reason() is None:
+        with headless_chromium() as driver:
+            assert page_problems(driver, page) == []
 
     assert main(args) == 0
     status = json.loads((run_dir / "status.json").read_text())

@@ -23,6 +23,10 @@ _REGISTRY: dict[str, str] = {
     # external codecs: released weights from local files (docs/baselines.md, "External codecs")
     "snac": "baselines.snac_codec:SNACCodec",
     "encodec": "baselines.encodec_codec:EnCodecCodec",
+    # classical codecs, no weights: exact constant bitrate, the bitrate obtained measured per item
+    # (docs/codecs.md); option kbps
+    "opus": "baselines.classical:OpusCodec",
+    "mp3": "baselines.classical:MP3Codec",
     # baseline autoencoders (same backbone and latent rate, other objectives)
     "spectral_ae": "baselines.autoencoders.spectral_ae:SpectralAECodec",
     "vae": "baselines.autoencoders.vae:VAECodec",

@@ -90,7 +90,7 @@ class Outcome:
         total = CodingStats()
         for r in self.results:
             if r.coding is not None:
-                for name in ("encode_seconds", "decode_seconds", "codec_seconds", "chunks", "cached_chunks"):
+                for name in ("encode_seconds", "decode_seconds", "codec_seconds", "chunks", "cached_chunks", "bits"):
                     setattr(total, name, getattr(total, name) + getattr(r.coding, name))
         return total
 

@@ -15,7 +15,10 @@ delay is removed). Two sources:
   and the chunk's content, with the time its encode and decode took.
 - :class:`FolderSource`: decoded files matched to the references, resampled to their rate.
 
-Channels are coded as a batch (each channel on its own) and scored per channel.
+Channels are coded as a batch (each channel on its own) and scored per channel; a codec that
+codes channels jointly (``info.channels > 1``: Opus, MP3) gets them in one call, one item per
+call. Codecs with a real bitstream report its bits (``Codec.bitstream_bits``): they are summed
+per item (:attr:`CodingStats.bits`, cached with the chunks) and give the bitrate obtained.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class CodingStats:
     codec_seconds: float = 0.0   # audio seconds coded (at the codec's rate, overlap included)
     chunks: int = 0
     cached_chunks: int = 0
+    bits: float = 0.0  # bitstream bits, for codecs that report them (Codec.bitstream_bits); else 0
+
+    @property
+    def kbps(self) -> float | None:
+        """Bitrate obtained (kbit/s of coded audio), None when the codec reports no bitstream."""
+        return self.bits / self.codec_seconds / 1000 if self.bits > 0 and self.codec_seconds > 0 else None
 
 
 @dataclass
@@ -192,7 +201,7 @@ class CodecSource(Source):
         self.cache = cache
         self.latent_memo = latent_memo
         self.batch_items = max(1, int(batch_items))
-        self._prepared: dict[str, tuple[np.ndarray, float, float]] = {}  # block hash -> (audio, enc s, dec s)
+        self._prepared: dict[str, tuple[np.ndarray, float, float, float]] = {}  # hash -> (audio, enc s, dec s, bits)
         self._identity = cache_key("codec-source", SOURCE_VERSION, codec.identity, self.chunk, self.overlap,
                                    int(codec.info.delay_samples))[:16]
 
@@ -247,13 +256,14 @@ class CodecSource(Source):
                     continue
                 x = np.concatenate([b for _, b in part])
                 try:
-                    y, enc_s, dec_s = self._round_trip(x, f"a batch of {len(part)} items")
+                    y, enc_s, dec_s, bits = self._round_trip(x, f"a batch of {len(part)} items")
                 except Exception:
                     continue
                 row = 0
                 for digest, b in part:
                     share = b.shape[0] / x.shape[0]
-                    self._prepared[digest] = (y[row:row + b.shape[0]], enc_s * share, dec_s * share)
+                    self._prepared[digest] = (y[row:row + b.shape[0]], enc_s * share, dec_s * share,
+                                              float(bits[row:row + b.shape[0]].sum()))
                     row += b.shape[0]
                 prepared += len(part)
         return prepared
@@ -273,19 +283,27 @@ class CodecSource(Source):
                 stats.cached_chunks += 1
                 stats.encode_seconds += float(hit["encode_seconds"])
                 stats.decode_seconds += float(hit["decode_seconds"])
+                stats.bits += float(hit["bits"]) if "bits" in hit else 0.0
                 return hit["audio"]
         where = name if offset == 0 and block.shape[1] < self.chunk else \
             f"{name} [{span_text(offset / self.rate, (offset + block.shape[1]) / self.rate)} at {self.rate} Hz]"
         prepared = self._prepared.pop(digest, None)
-        audio, enc_s, dec_s = prepared if prepared is not None else self._round_trip(block, where)
+        if prepared is not None:
+            audio, enc_s, dec_s, bits = prepared
+        else:
+            audio, enc_s, dec_s, row_bits = self._round_trip(block, where)
+            bits = float(row_bits.sum())
         stats.encode_seconds += enc_s
         stats.decode_seconds += dec_s
+        stats.bits += bits
         if key is not None:
             self.cache.save_arrays("chunks", key, audio=audio, encode_seconds=np.float64(enc_s),
-                                   decode_seconds=np.float64(dec_s))
+                                   decode_seconds=np.float64(dec_s), bits=np.float64(bits))
         return audio
 
-    def _round_trip(self, block: np.ndarray, where: str) -> tuple[np.ndarray, float, float]:
+    def _round_trip(self, block: np.ndarray, where: str) -> tuple[np.ndarray, float, float, np.ndarray]:
+        """decode(encode(block)), the encode and decode seconds, and the bitstream bits per row
+        (zeros for codecs without one)."""
         import torch
 
         from benchmark.codecs.protocol import CodecError, check_latents
@@ -304,6 +322,7 @@ class CodecSource(Source):
             t1 = time.perf_counter()
             decoded = self.codec.decode(latents)
             t2 = time.perf_counter()
+            bits = self.codec.bitstream_bits(latents)
         if decoded.ndim != 2 or decoded.shape[0] != x.shape[0]:
             raise CodecError(f"{where}: decoder returned shape {tuple(decoded.shape)} for input "
                              f"{tuple(x.shape)}; expected [batch, samples]")
@@ -312,7 +331,8 @@ class CodecSource(Source):
         if bad:
             raise CodecError(f"{where}: decoded audio has {bad} NaN/inf samples (the codec diverged); "
                              "the item is an error row, not a score")
-        return np.ascontiguousarray(y, dtype=np.float32), t1 - t0, t2 - t1
+        bits = np.zeros(x.shape[0]) if bits is None else np.asarray(bits, dtype=np.float64).reshape(x.shape[0])
+        return np.ascontiguousarray(y, dtype=np.float32), t1 - t0, t2 - t1, bits
 
     # -- the stream -------------------------------------------------------------------------------
     def stream(self, item: Item, segment_seconds: float | None, max_seconds: float | None = None) -> ItemStream:

@@ -131,7 +131,8 @@ def item_rows(outcome: Outcome, base: dict[str, Any]) -> tuple[list[dict], list[
             message = "; ".join(filter(None, [r.messages.get(metric, "")] + notes))
             rows.append(dict(common, metric=metric, value=value, status=status, note=message,
                              segments=r.segments, seconds=round(r.seconds, 4), sample_rate=r.sample_rate,
-                             padded_samples=facts.get("padded", 0), cut_samples=facts.get("cut", 0)))
+                             padded_samples=facts.get("padded", 0), cut_samples=facts.get("cut", 0),
+                             kbps=r.coding.kbps if r.coding is not None else None))
             if status == "error":
                 errors.append({"codec_label": outcome.label, "stage": f"metric:{metric}", "item": r.item.id,
                                "path": str(r.item.path), "error": r.messages.get(metric, "")})
