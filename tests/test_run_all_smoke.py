@@ -24,6 +24,17 @@ def test_run_all_smoke_then_cached_rerun(tmp_path, capsys):
     for codec in ("logmel", "chroma", "mfcc"):
         for task in ("tagging", "key", "instrument", "pitch"):
             assert (codec, task) in probed
+    # music2latent is trained with two seeds: one row per run, one pooled row per item kind whose
+    # interval covers the training seed, probes pooled too, and seed-aware comparisons against it
+    pooled = [r for r in rows if r["stage"] == "reconstruction" and r["codec_label"] == "music2latent"]
+    assert {r["subset"] for r in pooled} == {"note", "clip"}
+    assert all("training seed x item" in json.loads(r["settings"])["ci_covers"] for r in pooled)
+    assert {r["seed"] for r in rows if r["stage"] == "reconstruction_seed"} == {"0", "1"}
+    assert {r["codec_label"] for r in rows if r["stage"] == "probe_seed"} == {"music2latent@seed0",
+                                                                           "music2latent@seed1"}
+    assert any(r["codec_label"] == "music2latent" for r in rows if r["stage"] == "probe")
+    paired = [json.loads(r["settings"]) for r in rows if r["stage"] == "reconstruction_paired"]
+    assert paired and all(s["reference"] == "music2latent" and s["seeds"] == [1, 2] for s in paired)
     for name in ("reconstruction.md", "probes.tex", "probes.png", "report.md"):
         assert (run_dir / "report" / name).exists()
     status = json.loads((run_dir / "status.json").read_text())
