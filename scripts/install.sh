@@ -50,6 +50,18 @@ if [ "$extras" = "test" ]; then
   # download-only. einops is what both import.
   "$PY" -m pip install -q --no-deps "snac==1.2.1" "encodec==0.1.1" "einops>=0.6"
   "$PY" -m pip install -q --no-deps "laion_clap==1.1.7" "torchlibrosa==0.1.0"
+  # References of the `dac` and `stable_audio_vae` parity tests (our implementations need neither
+  # package), and the package behind the thin `codicodec` adapter (CC BY-NC 4.0). Their declared
+  # dependencies must not be followed (torchaudio, tensorboard, pinned torch 2.7.1, lightning,
+  # gradio, ...): the small pure-Python modules they import are listed instead; the tests stand
+  # placeholders in for torchaudio and pytorch_lightning while importing them. stable-audio-tools
+  # declares Python < 3.11, hence --ignore-requires-python on its line only.
+  "$PY" -m pip install -q --no-deps "descript-audio-codec==1.0.0" "descript-audiotools==0.7.2" \
+    "argbind==0.3.9" "docstring_parser==0.18.0" "julius==0.2.8" "pyloudnorm==0.2.0" "flatten-dict==0.5.0" \
+    "ffmpy==1.0.0" "randomname==0.2.1" "markdown2==2.5.6" "rich==15.0.0" "markdown-it-py==4.3.0" "mdurl==0.1.2" \
+    "alias-free-torch==0.0.6" "PyWavelets==1.9.0" "safetensors==0.8.0" "torchsde==0.2.6" "trampoline==0.1.2" \
+    "einops-exts==0.0.4" "six>=1.16" "codicodec==0.1.2"
+  "$PY" -m pip install -q --no-deps --ignore-requires-python "stable-audio-tools==0.0.20"
   # laion_clap's wheel also ships a top-level package named `tests` (its own dev scripts), which
   # would shadow this repository's `tests` package outside the repo root: remove that one.
   "$PY" - <<'PYEOF'

@@ -23,6 +23,9 @@ _REGISTRY: dict[str, str] = {
     # external codecs: released weights from local files (docs/baselines.md, "External codecs")
     "snac": "baselines.snac_codec:SNACCodec",
     "encodec": "baselines.encodec_codec:EnCodecCodec",
+    "dac": "baselines.dac_codec:DACCodec",
+    "stable_audio_vae": "baselines.oobleck_codec:StableAudioVAECodec",
+    "codicodec": "baselines.codicodec_codec:CoDiCodecCodec",
     # classical codecs, no weights: exact constant bitrate, the bitrate obtained measured per item
     # (docs/codecs.md); option kbps
     "opus": "baselines.classical:OpusCodec",

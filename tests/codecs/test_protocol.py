@@ -84,7 +84,7 @@ def test_codecs_reject_nan_audio_and_bad_shapes():
         codec.encode(torch.zeros(3))
 
 
-NEEDS_LOCAL_WEIGHTS = {"music2latent_official", "snac", "encodec"}
+NEEDS_LOCAL_WEIGHTS = {"music2latent_official", "snac", "encodec", "dac", "stable_audio_vae", "codicodec"}
 
 
 def test_every_registered_codec_builds_with_defaults():
