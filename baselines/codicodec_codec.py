@@ -40,9 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import sys
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
@@ -51,6 +49,7 @@ import torch
 
 from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents
 from benchmark.data.audio import file_hash
+from baselines.weights_file import load_named_file
 
 WEIGHTS_URL = "https://huggingface.co/SonyCSLParis/codicodec/blob/main/codicodec.pt"
 INSTALL = "pip install --no-deps codicodec==0.1.2 einops"
@@ -122,12 +121,7 @@ def load_encoder_decoder(path: Path, device: torch.device) -> Any:
     its ``download_model()`` call."""
     inference = import_codicodec()
     try:
-        try:
-            ckpt: Any = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            warnings.warn(f"{path}: not loadable with weights_only=True; loading the full pickle "
-                          "(only do this for files from a source you trust)", stacklevel=3)
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt: Any = load_named_file(path)
         if not isinstance(ckpt, dict) or "gen_state_dict" not in ckpt:
             raise ValueError("no 'gen_state_dict' in the file")
         gen = inference.UNet()

@@ -39,8 +39,6 @@ Conventions
 from __future__ import annotations
 
 import math
-import pickle
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +48,7 @@ from torch import nn
 
 from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents
 from benchmark.data.audio import file_hash
+from baselines.weights_file import load_named_file
 
 RELEASES = "https://github.com/descriptinc/descript-audio-codec/releases"
 DEFAULT_URL = f"{RELEASES}/download/0.0.1/weights.pth"
@@ -254,14 +253,7 @@ def _missing(weights: str | None) -> CodecError:
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(model kwargs, state dict)`` of a DAC ``.pth`` file (``{"state_dict", "metadata":
     {"kwargs"}}``, as written by the package's ``DAC.save``)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # the released files' metadata may pickle more than plain containers (training logs);
-        # the user named this file explicitly
-        warnings.warn(f"{path}: not loadable with weights_only=True; loading the full pickle "
-                      "(only do this for files from a source you trust)", stacklevel=3)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_named_file(path)  # the released files' metadata may pickle training logs
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CodecError(f"dac: {path} is not a DAC weights file (no 'state_dict'; expected "
                          "the {'state_dict', 'metadata'} dict that dac.DAC.save writes)")

@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import struct
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,6 +52,7 @@ from torch import nn
 from baselines.dac_codec import WNConv1d
 from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents
 from benchmark.data.audio import file_hash
+from baselines.weights_file import load_named_file
 
 REPO_URL = "https://huggingface.co/stabilityai/stable-audio-open-1.0"
 WEIGHTS_URL = f"{REPO_URL}/blob/main/model.safetensors"
@@ -244,12 +243,7 @@ def read_vae_state(path: Path) -> dict[str, torch.Tensor]:
     with open(path, "rb") as fh:
         is_zip = fh.read(2) == b"PK"
     if is_zip or path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
-        try:
-            state: Any = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            warnings.warn(f"{path}: not loadable with weights_only=True; loading the full pickle "
-                          "(only do this for files from a source you trust)", stacklevel=3)
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        state: Any = load_named_file(path)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
     else:
         state = read_safetensors(path, keep=lambda k: k.startswith(PREFIX) or
