@@ -47,7 +47,7 @@ from typing import Any, Iterator
 
 import torch
 
-from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents
+from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents, check_one_item
 from benchmark.data.audio import file_hash
 from baselines.weights_file import load_named_file
 
@@ -209,10 +209,7 @@ class CoDiCodecCodec(Codec):
         continuous latents (or ``[rows, 128, chunks]`` tokens)."""
         audio = torch.as_tensor(audio)
         check_audio_batch(audio, self.info.name, allow_empty=False)
-        rows = audio.shape[0]
-        if rows not in (1, 2):
-            raise CodecError(f"{self.info.name}: codes the 1 or 2 channels of one item per call, "
-                             f"got {rows} rows")
+        rows = check_one_item(audio, self.info.name)
         x = audio.float().to(self.device).expand(2, -1).contiguous()  # mono -> (mono, mono)
         with _precision(self.fp16), torch.inference_mode():
             z = self.coder.encode(x, discrete=self.tokens)
@@ -226,9 +223,7 @@ class CoDiCodecCodec(Codec):
         """``[rows, dim, frames]`` (the first row is decoded) -> ``[rows, samples]``: the stereo
         pair, or its mean for a mono item (``samples``: whole chunks)."""
         check_latents(latents, self.info.name, self.info.latent_dim)
-        rows = latents.shape[0]
-        if rows not in (1, 2):
-            raise CodecError(f"{self.info.name}: decodes one item's latents (1 or 2 rows), got {rows}")
+        rows = check_one_item(latents, self.info.name, "latent rows")
         z = latents[0].to(self.device)
         if self.tokens:
             z = z.round().long().T.contiguous()

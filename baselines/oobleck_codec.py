@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.dac_codec import WNConv1d
-from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents
+from benchmark.codecs.protocol import Codec, CodecError, CodecInfo, check_audio_batch, check_latents, check_one_item
 from benchmark.data.audio import file_hash
 from baselines.weights_file import load_named_file
 
@@ -336,10 +336,7 @@ class StableAudioVAECodec(Codec):
         ``[channels, 64, ceil(samples / 2048)]`` (the same joint latent on every row)."""
         audio = torch.as_tensor(audio)
         check_audio_batch(audio, self.info.name, allow_empty=False)
-        rows = audio.shape[0]
-        if rows not in (1, 2):
-            raise CodecError(f"{self.info.name}: codes the 1 or 2 channels of one item per call, "
-                             f"got {rows} rows")
+        rows = check_one_item(audio, self.info.name)
         x = audio.float().to(self.device)[None].expand(1, 2, -1)  # mono -> (mono, mono)
         x = F.pad(x, (0, -x.shape[-1] % self.model.ratio))
         with torch.inference_mode():
@@ -354,9 +351,7 @@ class StableAudioVAECodec(Codec):
         """``[rows, 64, frames]`` (rows: the item's channels; the first row is decoded) ->
         ``[rows, frames * 2048]``: the stereo pair, or its mean for a mono item."""
         check_latents(latents, self.info.name, self.info.latent_dim)
-        rows = latents.shape[0]
-        if rows not in (1, 2):
-            raise CodecError(f"{self.info.name}: decodes one item's latents (1 or 2 rows), got {rows}")
+        rows = check_one_item(latents, self.info.name, "latent rows")
         with torch.inference_mode():
             y = self.model.decoder(latents[:1].float().to(self.device))[0]
         return y if rows == 2 else y.mean(0, keepdim=True)

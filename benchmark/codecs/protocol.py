@@ -193,6 +193,15 @@ def check_audio_batch(audio: torch.Tensor, codec: str, allow_empty: bool = True)
         raise CodecError(f"{codec}: audio contains NaN or inf samples")
 
 
+def check_one_item(tensor: torch.Tensor, codec: str, what: str = "channels") -> int:
+    """The rows of one item for a codec that codes a stereo pair jointly (``info.channels == 2``:
+    the engine hands it one item per call): 1 (mono) or 2, else a CodecError."""
+    rows = int(tensor.shape[0])
+    if rows not in (1, 2):
+        raise CodecError(f"{codec}: codes one item per call (its 1 or 2 {what} as rows), got {rows} rows")
+    return rows
+
+
 def check_latents(latents: torch.Tensor, codec: str, dim: int | None = None) -> None:
     """Raise a CodecError unless ``latents`` is a finite ``[batch, dim, frames]`` tensor (with
     ``dim`` channels, when given)."""
