@@ -151,10 +151,11 @@ def resolve_checkpoint(name_or_path: str | Path, folder: str | Path | None = Non
     what = f"{codec} models" if codec else "models"
     listing = (f"trained {what} in {root}: {', '.join(known)}" if known else
                f"no trained {what} in {root} yet; train one with `python -m benchmark train "
-               f"--codec {codec or 'music2latent'} --preset smoke`")
+               f"--codec {codec or 'music2latent'} --preset smoke|cpu|paper`")
     text = str(name_or_path)
     if "/" in text or "\\" in text or path.suffix in (".pt", ".pth", ".ckpt"):  # meant as a path
-        raise CheckpointError(f"checkpoint {path} not found; {listing} (see `python -m benchmark models`)")
+        raise CheckpointError(f"checkpoint {path} not found (put a finished run's {CHECKPOINT_FILE} there, or "
+                              f"pass the run's folder or short name); {listing} (see `python -m benchmark models`)")
     raise CheckpointError(f"checkpoint {text!r} is neither a file nor the short name of a trained "
                           f"model; {listing} (see `python -m benchmark models`)")
 

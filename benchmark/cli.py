@@ -96,17 +96,25 @@ def build_config(args) -> RunConfig:
 
 
 def run_command(args) -> int:
+    from benchmark.engine.distributed import Ranks, process_group
     from benchmark.engine.run import Pipeline
 
+    ranks = Ranks.from_environment()  # torchrun: every rank computes its share, rank 0 the rest
     config = build_config(args)
     cache = args.cache or default_cache_dir()
-    pipeline = Pipeline(config, args.results, cache, progress=not args.quiet)
+    log = print if ranks.main else (lambda m: print(f"[{ranks.name}] {m}", flush=True))
+    pipeline = Pipeline(config, args.results, cache, progress=not args.quiet and ranks.main, log=log, ranks=ranks)
     if args.dry_run:
-        print("\n".join(pipeline.plan()))
+        if ranks.main:
+            print("\n".join(pipeline.plan()))
         return 0
     t0 = time.perf_counter()
-    run_dir = pipeline.run()
+    with process_group(ranks):
+        run_dir = pipeline.run()
     elapsed = time.perf_counter() - t0
+    if not ranks.main:
+        print(f"[{ranks.name}] shard done in {elapsed:.1f} s; rank 0 writes the results")
+        return 0
     n_err = len(pipeline.store.errors)
     print(f"\nrun {config.run_name} finished in {elapsed:.1f} s "
           f"(cache: {pipeline.cache.hits} hits, {pipeline.cache.misses} misses)")

@@ -5,6 +5,15 @@ names the run directory (``<preset>-<hash8>``). Presets live in ``benchmark/pres
 
 Override syntax (``--set``): dotted paths, values parsed as YAML, e.g.
 ``--set dataset.options.preset=smoke --set probe.seeds=[0,1,2] --set max_items=20``.
+
+Files the user supplies (released weights, trained checkpoints, backbone checkpoints) are named
+in presets through variables, ``${NAME}`` or ``${NAME:-default}`` inside any string value,
+expanded when a config is read (:func:`expand_variables`; presets, overrides and saved configs
+alike): ``NAME`` is read from the environment, else from :func:`path_variables`
+(``BENCHMARK_CACHE`` = :func:`default_cache_dir`, ``BENCHMARK_WEIGHTS`` =
+:func:`default_weights_dir`, i.e. ``<cache>/weights``), else the ``default``; a variable with
+none of them is a :class:`ConfigError`. The saved config holds the expanded paths (the files
+a run used).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +108,8 @@ class RunConfig:
         e.g. ``{count: 3, random: 2}``; ``count: 0`` switches them off). Changes no number, so it
         is left out of :meth:`hash`.
     batch_items: items encoded per codec call (same-length items are batched).
+    precision: ``fp32`` (default) or ``bf16``: the learned codecs' forward passes under bfloat16
+        autocast (:mod:`benchmark.codecs.precision`); part of the codec sources' identity.
     steps_study: quality vs decoding steps of the stochastic codecs, e.g. ``{steps: [1, 2, 4, 8],
         seeds: [0, 1, 2], metrics: [si_sdr, mel_distance], max_items: 16}``; empty = skipped.
     segment_seconds: items are scored in segments of this length, the item's value being the
@@ -135,6 +147,7 @@ class RunConfig:
     reconstruction_per_kind: int | None = None
     examples: dict[str, Any] = dataclasses.field(default_factory=dict)
     batch_items: int = 8
+    precision: str = "fp32"
     device: str = "cpu"
     seed: int = 0
     workers: int = 2
@@ -145,7 +158,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        data = dict(data)
+        data = expand_variables(dict(data))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -173,6 +186,8 @@ class RunConfig:
         payload = self.to_dict()
         for key in ("workers", "device", "examples"):
             payload.pop(key, None)
+        if payload.get("precision") == "fp32":  # the default: the hashes of earlier runs stay as they were
+            payload.pop("precision")
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
@@ -241,3 +256,41 @@ def save_config(config: RunConfig, path: Path) -> None:
 def default_cache_dir() -> Path:
     """``$BENCHMARK_CACHE`` or ``~/.cache/m2l-benchmark``."""
     return Path(os.environ.get("BENCHMARK_CACHE", Path.home() / ".cache" / "m2l-benchmark")).expanduser()
+
+
+def default_weights_dir() -> Path:
+    """``$BENCHMARK_WEIGHTS`` or ``<cache>/weights``: where presets look for the files a user
+    supplies (released weights, trained checkpoints, FAD backbone checkpoints)."""
+    folder = os.environ.get("BENCHMARK_WEIGHTS")
+    return Path(folder).expanduser() if folder else default_cache_dir() / "weights"
+
+
+def path_variables() -> dict[str, str]:
+    """The variables every config may use without setting them, with their current values."""
+    return {"BENCHMARK_CACHE": str(default_cache_dir()), "BENCHMARK_WEIGHTS": str(default_weights_dir())}
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_variables(value: Any, where: str = "") -> Any:
+    """``value`` (a config dict, list or scalar) with every ``${NAME}`` / ``${NAME:-default}``
+    in its strings replaced: by ``$NAME`` if set and not empty, else by :func:`path_variables`,
+    else by ``default``. Raises :class:`ConfigError` naming the key and the variable otherwise."""
+    if isinstance(value, dict):
+        return {k: expand_variables(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(expand_variables(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    known = path_variables()
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name) or known.get(name) or default
+        if found is None:
+            raise ConfigError(f"config value {where or '(top level)'} = {value!r} uses ${{{name}}}, which is not "
+                              f"set: export {name}=..., or write ${{{name}:-DEFAULT}}")
+        return found
+
+    return _VARIABLE.sub(replace, value)

@@ -79,6 +79,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--failure-policy", choices=("common", "worst"), default="common",
                         help="summaries over the files scored (common) or failed files as the worst value (worst)")
     parser.add_argument("--device", default="cpu", help="codec device (cpu, cuda, ...)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="learned codecs' forward passes in fp32 (default) or under bfloat16 autocast")
     parser.add_argument("--workers", type=int, default=2, help="processes for ViSQOL (default 2)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="cache folder (default: $BENCHMARK_CACHE or ~/.cache/m2l-benchmark)")
@@ -167,6 +169,12 @@ def eval_command(args: argparse.Namespace) -> int:
     from benchmark.provenance import atomic_write, git_commit, hardware, now
     from benchmark.results import ResultsStore
 
+    from benchmark.engine.distributed import Ranks
+
+    ranks = Ranks.from_environment()
+    if ranks.distributed and args.no_cache:
+        raise EvalError("under torchrun the ranks share their work through the cache; drop --no-cache")
+    device, workers = ranks.device(args.device), ranks.workers(args.workers)  # this rank's share
     codec_mode = args.codec is not None or args.audio is not None
     if codec_mode == (args.reference is not None or args.decoded is not None):
         raise EvalError("give either --codec NAME --audio DIR (codec mode) or --reference DIR --decoded DIR "
@@ -185,7 +193,7 @@ def eval_command(args: argparse.Namespace) -> int:
         from benchmark.codecs import create_codec
 
         codec_options = _options(args.codec_option, "--codec-option")
-        codec = create_codec(args.codec, **codec_options).to(args.device)
+        codec = create_codec(args.codec, **codec_options).to(device)
         if not codec.info.can_decode:
             raise EvalError(f"codec {args.codec!r} is feature-only (cannot decode); nothing to evaluate")
         root = args.audio
@@ -207,10 +215,11 @@ def eval_command(args: argparse.Namespace) -> int:
     dataset_id = identity_of([(it.id, it.path.lstat().st_size, int(it.path.lstat().st_mtime)) for it in items])
     cache_dir = args.cache or default_cache_dir()
     metrics = build_metrics(names, options, cache_dir=None if args.no_cache else cache_dir,
-                            reference_name=str(root), workers=args.workers)
+                            reference_name=str(root), workers=workers)
     if codec is not None:
         source = CodecSource(codec, label, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                             device=args.device, cache=None if args.no_cache else ArtifactCache(cache_dir))
+                             device=device, cache=None if args.no_cache else ArtifactCache(cache_dir),
+                             precision=args.precision)
         columns = dict(codec=args.codec, codec_label=label, codec_id=codec.identity, weights_id=codec.info.weights_id)
     else:
         source = FolderSource(decoded, label)
@@ -221,6 +230,22 @@ def eval_command(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / run_name
     store = ResultsStore(out, run_name, cache_key(settings)[:16])
     cache = None if args.no_cache else ArtifactCache(cache_dir)
+    if ranks.distributed:  # torchrun: every rank scores its share into the cache, rank 0 the rest
+        from benchmark.engine.distributed import RankRecord, barrier, process_group, reconstruct_shard
+        from benchmark.engine.run import StageTimer
+
+        block = source.batch_items if isinstance(source, CodecSource) else 8
+        record, timer = RankRecord(out, ranks, device), StageTimer()
+        record.update()
+        with process_group(ranks):
+            reconstruct_shard([source], items, metrics, ranks, block=block, segment_seconds=args.segment_seconds,
+                              max_seconds=args.max_seconds, cache=cache, metric_options=options,
+                              progress=not args.quiet and ranks.main, log=lambda m: print(m, file=sys.stderr),
+                              timer=timer)
+            record.update("done", stages=timer.stages)
+            barrier(ranks)
+        if not ranks.main:
+            return 0
     outcomes = score_sources([(source, columns)], items, metrics, store, segment_seconds=args.segment_seconds,
                              max_seconds=args.max_seconds, cache=cache, metric_options=options,
                              failure_policy=args.failure_policy, seed=args.seed, progress=not args.quiet,

@@ -1,6 +1,7 @@
 import pytest
 
-from benchmark.config import ConfigError, RunConfig, apply_overrides, available_presets, load_preset
+from benchmark.config import (ConfigError, RunConfig, apply_overrides, available_presets, default_weights_dir,
+                              expand_variables, load_preset)
 
 
 def test_presets_load():
@@ -34,3 +35,37 @@ def test_bad_overrides_and_keys_are_rejected():
         apply_overrides(cfg, ["codecs.nope.options.x=1"])
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("nope")
+
+
+# -- ${VARIABLES} naming user files -------------------------------------------------------------
+def test_variables_expand_from_the_environment_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BENCHMARK_WEIGHTS", raising=False)
+    monkeypatch.delenv("M2L_TEST_UNSET", raising=False)
+    assert default_weights_dir() == tmp_path / "cache" / "weights"
+    data = {"codecs": [{"name": "dac", "options": {"weights": "${BENCHMARK_WEIGHTS}/w.pth"}}],
+            "dataset": {"name": "folder", "root": "${M2L_TEST_UNSET:-/data/x}/audio"},
+            "metric_options": {"fad": {"backbone_options": {"checkpoint": "${BENCHMARK_CACHE}/v.pth"}}}}
+    cfg = RunConfig.from_dict(data)
+    assert cfg.codecs[0].options["weights"] == f"{tmp_path}/cache/weights/w.pth"
+    assert cfg.dataset.root == "/data/x/audio"
+    assert cfg.metric_options["fad"]["backbone_options"]["checkpoint"] == f"{tmp_path}/cache/v.pth"
+    monkeypatch.setenv("BENCHMARK_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("M2L_TEST_UNSET", "/mnt")  # the environment wins over the default
+    again = RunConfig.from_dict(data)
+    assert again.codecs[0].options["weights"] == f"{tmp_path}/w/w.pth" and again.dataset.root == "/mnt/audio"
+    assert again.hash() != cfg.hash()  # other files, another run
+    assert RunConfig.from_dict(again.to_dict()).to_dict() == again.to_dict()  # saved configs hold the paths
+    assert expand_variables({"a": ["$HOME", "plain", 3, None]}) == {"a": ["$HOME", "plain", 3, None]}
+
+
+def test_unset_variable_is_named_with_its_key(monkeypatch):
+    monkeypatch.delenv("M2L_TEST_UNSET", raising=False)
+    with pytest.raises(ConfigError, match=r"codecs\[0\]\.options\.weights = .*\$\{M2L_TEST_UNSET\}, which is not set"):
+        RunConfig.from_dict({"codecs": [{"name": "dac", "options": {"weights": "${M2L_TEST_UNSET}/w.pth"}}]})
+
+
+def test_overrides_expand_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_WEIGHTS", str(tmp_path))
+    cfg = apply_overrides(load_preset("smoke"), ["codecs.lowpass.options.note=${BENCHMARK_WEIGHTS}/x"])
+    assert next(c for c in cfg.codecs if c.name == "lowpass").options == {"note": f"{tmp_path}/x"}

@@ -347,7 +347,8 @@ class AutoencoderCodec(SpectralModelCodec):
         check_latents(latents, self.info.name, self.info.latent_dim)
         chunk = max(4, round(self.chunk_seconds * self.info.latent_rate_hz))
         return decode_latents(self.model, self.frontend, latents.float(), steps=self.steps,
-                              seed=self.seed, chunk_latents=chunk, sampler=self.sampler())
+                              seed=self.seed, chunk_latents=chunk, sampler=self.sampler(),
+                              keys=self.row_names(latents.shape[0]) if latents.ndim == 3 else None)
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """Pre-bottleneck encoder features ``[batch, feature_dim, K]`` (as Music2Latent's)."""

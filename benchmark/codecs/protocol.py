@@ -21,10 +21,11 @@ Conventions
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -161,6 +162,23 @@ class Codec(abc.ABC):
     def to(self, device: str | torch.device) -> "Codec":
         """Move weights to ``device`` (no-op for parameter-free codecs)."""
         return self
+
+    @contextlib.contextmanager
+    def rows_named(self, names: Sequence[str]) -> Iterator[None]:
+        """Content names of the rows that the calls inside code (the engine passes a hash of each
+        row's input audio). A stochastic codec seeds each row's noise by its name
+        (:meth:`row_names`), so an item's output depends neither on its batch nor on the last bits
+        of its latents (thread counts, another rank); other codecs ignore the names."""
+        previous, self._row_names = getattr(self, "_row_names", None), list(names)
+        try:
+            yield
+        finally:
+            self._row_names = previous
+
+    def row_names(self, batch: int) -> list[str] | None:
+        """The names :meth:`rows_named` gave, if they name a batch of ``batch`` rows, else None."""
+        names = getattr(self, "_row_names", None)
+        return names if names is not None and len(names) == batch else None
 
     # -- identity ---------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

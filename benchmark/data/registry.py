@@ -28,6 +28,7 @@ DATASETS: dict[str, str] = {
     "beatport_key": "benchmark.data.beatport:load_beatport_key",
     "nsynth": "benchmark.data.nsynth:load_nsynth",
     "tinysol": "benchmark.data.tinysol:load_tinysol",
+    "musiccaps": "benchmark.data.musiccaps:load_musiccaps",
 }
 
 
@@ -48,7 +49,8 @@ PLANNERS: dict[str, str] = {
 }
 #: Loaders whose listing reads only annotation files and file sizes (no audio decoded or hashed):
 #: loading them is their plan.
-CHEAP_LISTING = frozenset({"magnatagatune", "mtg_jamendo", "giantsteps_key", "beatport_key", "nsynth", "tinysol"})
+CHEAP_LISTING = frozenset({"magnatagatune", "mtg_jamendo", "giantsteps_key", "beatport_key", "nsynth", "tinysol",
+                           "musiccaps"})
 NO_PLAN = "dataset listing not available without loading"
 
 

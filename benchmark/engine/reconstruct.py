@@ -128,7 +128,7 @@ def reconstruct(source: Source, items: list[Item], metrics: list[ItemMetric | Se
     scorer = Scorer(metrics, log=log)
     item_metrics = scorer.item_metrics
     identities = {m.card.name: metric_identity(m, metric_options.get(m.card.name)) for m in item_metrics}
-    pending_keys: dict[str, tuple[str, dict[str, str]]] = {}
+    pending_keys: dict[str, tuple[str | None, dict[str, str]]] = {}
     direct: list[ItemResult] = []
     to_stream: list[tuple[Item, dict]] = []
     for item in items:
@@ -149,7 +149,9 @@ def reconstruct(source: Source, items: list[Item], metrics: list[ItemMetric | Se
         if record is not None and len(cached) == len(item_metrics) and not scorer.set_metrics:
             direct.append(_from_cache(item, cached, record))
             continue
-        pending_keys[item.id] = (record_key, {n: k for n, k in metric_keys.items() if n not in cached})
+        # what is cached stays as it is: only the missing record and values are written
+        pending_keys[item.id] = (None if record is not None else record_key,
+                                 {n: k for n, k in metric_keys.items() if n not in cached})
         to_stream.append((item, cached))
     prepare = getattr(source, "prepare", None)  # codec sources code short items in batches
     bar = tqdm(total=len(items), initial=len(direct), desc=f"score {source.label}", disable=not progress, unit="item")
@@ -168,7 +170,8 @@ def reconstruct(source: Source, items: list[Item], metrics: list[ItemMetric | Se
             result = results[item_id]
             if not result.ok:
                 continue
-            cache.save_value("scores", record_key, _record(result))
+            if record_key is not None:
+                cache.save_value("scores", record_key, _record(result))
             for name, key in keys.items():
                 if result.status.get(name) != "error":
                     cache.save_value("scores", key, {"value": None if math.isnan(result.values[name])

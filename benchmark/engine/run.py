@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import itertools
 import json
 import time
 import traceback
@@ -32,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.cache import ArtifactCache, cache_key
+from benchmark.codecs.precision import inference_precision
 from benchmark.codecs.protocol import Codec, check_latents
 from benchmark.codecs.registry import create_codec, resolve_factory
 from benchmark.config import CodecSpec, RunConfig, save_config
@@ -39,6 +41,8 @@ from benchmark.data.audio import AudioError, read_audio
 from benchmark.data.dataset import Dataset, Item
 from benchmark.data.registry import load_dataset
 from benchmark.engine.compare import compare_to_reference, comparison_settings, resolve_reference
+from benchmark.engine.distributed import Ranks, rank_stages
+from benchmark.engine.prefetch import prefetched
 from benchmark.engine.reconstruct import ContentHashes, Outcome, reconstruct, set_metrics
 from benchmark.engine.score import describe
 from benchmark.engine.sources import CodecSource, Source
@@ -326,11 +330,14 @@ class Pipeline:
     cache_dir: artefact and dataset cache (``$BENCHMARK_CACHE`` by default).
     progress: show progress bars.
     log: function receiving one-line status messages.
+    ranks: this process's place in a ``torchrun`` launch (:mod:`benchmark.engine.distributed`):
+        every rank computes its share into the cache, then rank 0 runs the one-process pipeline.
     """
 
     def __init__(self, config: RunConfig, results_root: Path, cache_dir: Path, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, ranks: Ranks | None = None) -> None:
         self.config = config
+        self.ranks = ranks or Ranks()
         self.run_dir = Path(results_root) / config.run_name
         self.cache_dir = Path(cache_dir)
         self.cache = ArtifactCache(self.cache_dir)
@@ -428,13 +435,14 @@ class Pipeline:
     def source_for(self, codec: Codec, label: str) -> CodecSource:
         return CodecSource(codec, label, chunk_seconds=self.config.chunk_seconds,
                            overlap_seconds=self.config.overlap_seconds, device=self.config.device, cache=self.cache,
-                           batch_items=self.config.batch_items)
+                           batch_items=self.config.batch_items, precision=self.config.precision)
 
-    def build_codecs(self) -> list[CodecRun]:
+    def build_codecs(self, trained_only: bool = False) -> list[CodecRun]:
         """Every codec of the config, one :class:`CodecRun` per training run (``train.seeds``); a
-        codec that cannot be built is an error row, the others go on."""
+        codec that cannot be built is an error row, the others go on. ``trained_only``: train
+        nothing, a model without a finished checkpoint is skipped (the ranks of a launch)."""
         runs: list[CodecRun] = []
-        trained = self.train_all()
+        trained = self.train_all(trained_only=trained_only)
         for spec in self.config.codecs:
             for index, (replicate, seed) in enumerate(spec.replicates()):
                 outcome = trained.get(replicate.display)
@@ -453,13 +461,18 @@ class Pipeline:
                 runs.append(run)
         return runs
 
-    def train_all(self) -> dict[str, Path | BaseException]:
+    def train_all(self, shard: bool = False, trained_only: bool = False) -> dict[str, Path | BaseException]:
         """Train every model the config asks for (cached runs cost nothing): on a CPU, ``workers``
         runs at a time in processes of ``cores // workers`` threads each (1.3x the models per hour
         of one process on 2 cores; :mod:`benchmark.training.parallel`), the same weights as training
-        them one by one with that many threads. Label -> ``best.pt`` or the exception."""
+        them one by one with that many threads. Label -> ``best.pt`` or the exception.
+
+        ``shard``: only this rank's jobs (job ``j`` of rank ``j % world``). ``trained_only``: train
+        nothing; a job without a finished checkpoint gets an exception saying so."""
         specs = [replicate for spec in self.config.codecs for replicate, _ in spec.replicates()
                  if replicate.train is not None]
+        if shard:
+            specs = specs[self.ranks.rank::self.ranks.world_size]
         if not specs:
             return {}
         from benchmark.training.parallel import train_many
@@ -467,6 +480,8 @@ class Pipeline:
         workers = self.config.workers if self.config.device == "cpu" else 1
         jobs = [dict(codec=s.name, dataset=self.dataset, out_dir=self.cache_dir / "checkpoints",
                      device=self.config.device, **dict(s.train)) for s in specs]
+        if trained_only:
+            return {s.display: _finished_checkpoint(job) for s, job in zip(specs, jobs)}
         self.log(f"training {len(jobs)} model(s), {max(1, workers)} at a time - cached checkpoints are reused")
         with self.timer.stage("train", len(jobs)) as record:
             outcomes = train_many(jobs, workers=workers, progress=self.progress, log=self.log)
@@ -475,7 +490,8 @@ class Pipeline:
 
     # -- encode (latents and features for the probes) ----------------------------------------------
     def _encode_key(self, run: CodecRun, item: Item) -> str:
-        return cache_key("encode", ENCODE_VERSION, run.codec.identity, self.hashes(item))
+        precision = [] if self.config.precision == "fp32" else [self.config.precision]
+        return cache_key("encode", ENCODE_VERSION, run.codec.identity, self.hashes(item), *precision)
 
     def _cached(self, run: CodecRun, item: Item) -> bool:
         try:
@@ -506,7 +522,7 @@ class Pipeline:
 
     def _encode_group(self, run: CodecRun, group: list[tuple[Item, np.ndarray]], report: bool) -> bool:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_precision(self.config.precision, self.config.device):
                 t0 = time.perf_counter()
                 x = torch.from_numpy(np.concatenate([a for _, a in group]))  # [sum of channels, samples]
                 latents, features = run.codec.encode_with_features(x)  # one encoder pass where it can
@@ -530,15 +546,22 @@ class Pipeline:
         return True
 
     def _loaded_groups(self, run: CodecRun, items: list[Item], sr: int) -> Iterator[list[tuple[Item, np.ndarray]]]:
-        """Read items at ``sr`` and yield groups of equal length (at most ``batch_items``)."""
+        """Read items at ``sr`` and yield groups of equal length (at most ``batch_items``); the
+        next batch is read and resampled in a background thread while this one is encoded."""
         # codecs that code channels jointly take one item per call (rows = its channels)
         size = max(1, self.config.batch_items) if run.codec.info.channels == 1 else 1
+
+        def read(item: Item) -> tuple[Item, np.ndarray | None, AudioError | None]:
+            try:
+                return item, read_audio(item.path, sample_rate=sr)[0], None
+            except AudioError as exc:
+                return item, None, exc
+
+        reads = prefetched((read(item) for item in items), depth=size)
         for start in range(0, len(items), size):
             by_length: dict[int, list[tuple[Item, np.ndarray]]] = {}
-            for item in items[start:start + size]:
-                try:
-                    audio, _ = read_audio(item.path, sample_rate=sr)
-                except AudioError as exc:
+            for item, audio, exc in itertools.islice(reads, min(size, len(items) - start)):
+                if audio is None:
                     self._item_error(run, "encode", item, exc)
                     continue
                 by_length.setdefault(audio.shape[1], []).append((item, audio))
@@ -662,9 +685,14 @@ class Pipeline:
     def run(self) -> Path:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
-        self._status("running")
         t_start = time.perf_counter()
+        if self.ranks.main:
+            save_config(cfg, self.run_dir / "config.yaml")
+            self._status("running")
+        if self.ranks.distributed:
+            self.run_shard()
+            if not self.ranks.main:
+                return self.run_dir
         items = self.items()
         recon_items = self.reconstruction_items()
         self.log(f"dataset {self.dataset.name} [{self.dataset.identity}]: {len(items)} items, "
@@ -712,11 +740,61 @@ class Pipeline:
             self.log(f"report failed ({describe(exc)}); results are in {self.run_dir}/results.csv")
             traceback.print_exc()
 
+    def run_shard(self) -> None:
+        """This rank's share of a launch of several ranks (:mod:`benchmark.engine.distributed`):
+        dataset (rank 0 first), its training jobs, then its blocks of items encoded and scored into
+        the cache. Errors of the shard go to ``ranks/rank-<k>/errors.csv`` (rank 0's pass retries
+        the items and reports them in the results). Ends at a barrier."""
+        from benchmark.engine.distributed import RankRecord, barrier, reconstruct_shard
+
+        ranks, cfg = self.ranks, self.config
+        cfg.device = ranks.device(cfg.device)  # device and workers are not in the run hash
+        record = RankRecord(self.run_dir, ranks, cfg.device)
+        record.update()
+        main_store = self.store
+        self.store = ResultsStore(self.run_dir / "ranks" / f"rank-{ranks.rank}", cfg.run_name, cfg.hash())
+        runs: list[CodecRun] = []
+        try:
+            if ranks.main:
+                self.items()  # the built-in dataset is generated once, by rank 0 with every worker
+            barrier(ranks)
+            cfg.workers = ranks.workers(cfg.workers)  # the node's cores are shared by its ranks
+            items, recon_items = self.items(), self.reconstruction_items()
+            self.train_all(shard=True)
+            barrier(ranks)
+            runs = self.build_codecs(trained_only=True)
+            block = max(1, cfg.batch_items)  # one codec batch of a one-process run
+            if cfg.tasks:
+                mine = ranks.blocks(items, block)
+                for run in runs:
+                    with self.timer.stage(f"shard encode {run.label}", len(mine)):
+                        self.encode_items(run, mine)
+            decoding = [r for r in runs if r.codec.info.can_decode]
+            if decoding and cfg.metrics:
+                reconstruct_shard([self.source(r) for r in decoding], recon_items, self.metrics(), ranks, block=block,
+                                  segment_seconds=cfg.segment_seconds, max_seconds=None, cache=self.cache,
+                                  metric_options=cfg.metric_options, hashes=self.hashes, progress=self.progress,
+                                  log=self.log, timer=self.timer)
+            if self.store.errors:
+                self.store.write()
+            record.update("done", stages=self.timer.stages, errors=len(self.store.errors))
+        except BaseException as exc:
+            record.update("failed", stages=self.timer.stages, error=describe(exc))
+            raise
+        finally:
+            self.store = main_store
+            runs.clear()  # rank 0 builds its codecs again; free these first (GPU memory)
+            if cfg.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        barrier(ranks)
+
     def _status(self, state: str, **extra: Any) -> None:
+        ranks = {"world_size": self.ranks.world_size, "ranks": rank_stages(self.run_dir)} if self.ranks.distributed \
+            else {}
         atomic_write(self.run_dir / "status.json", json.dumps(
             {"state": state, "run": self.config.run_name, "cache_hits": self.cache.hits,
              "cache_misses": self.cache.misses, "errors": len(self.store.errors), "stages": self.timer.stages,
-             **extra}, indent=1))
+             **ranks, **extra}, indent=1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -740,6 +818,20 @@ def _read_train_info(checkpoint: Path) -> dict[str, Any]:
         except json.JSONDecodeError:
             return {}
     return {}
+
+
+def _finished_checkpoint(job: dict[str, Any]) -> Path | BaseException:
+    """``best.pt`` of a finished training job, else the exception saying it is not trained."""
+    from benchmark.training.command import prepare_run
+
+    try:
+        prepared = prepare_run(**{k: v for k, v in job.items() if k not in ("device", "resume", "progress")})
+    except Exception as exc:
+        return exc
+    if prepared.finished():
+        return prepared.run_dir / "best.pt"
+    return RuntimeError(f"{prepared.run_dir}: not trained (its training failed on another rank); rank 0 "
+                        "trains it again and reports the error")
 
 
 def find_resumable_run(results_root: Path) -> Path | None:

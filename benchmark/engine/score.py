@@ -71,6 +71,11 @@ class _Job:
     label: str
 
 
+#: Metric batches out at a time (:meth:`Scorer._flush`): the next batch is queued while the
+#: pool scores one, and the audio held waiting for scores stays bounded.
+IN_FLIGHT = 2
+
+
 class EmbeddingAccumulator:
     """A set metric fed clip by clip (``embed_clip`` / ``from_embeddings`` / ``hash_update``):
     each segment's mono reference and estimate are embedded as they stream by (only the
@@ -193,6 +198,7 @@ class Scorer:
         self._open: dict[int, _Open] = {}
         self._done: list[ItemResult] = []
         self._queues: dict[str, list[_Job]] = {}
+        self._in_flight: list[tuple[ItemMetric, list[_Job], Callable[[], list[float]]]] = []
         self._next = 0
 
     # -- items ------------------------------------------------------------------------------------
@@ -267,13 +273,29 @@ class Scorer:
             self._flush(metric)
 
     def _flush(self, metric: ItemMetric) -> None:
+        """Hand the queued jobs of ``metric`` to it (:meth:`ItemMetric.submit`: a metric with a
+        worker pool scores them there while this process goes on with the next items); collect
+        the oldest batches once more than :data:`IN_FLIGHT` are out."""
         jobs = self._queues.pop(metric.card.name, [])
         by_rate: dict[int, list[_Job]] = {}
         for job in jobs:
             by_rate.setdefault(job.sample_rate, []).append(job)
         for rate, group in by_rate.items():
             try:
-                values = metric.batch([(j.reference, j.estimate) for j in group], rate)
+                collect = metric.submit([(j.reference, j.estimate) for j in group], rate)
+            except Exception:  # find the culprit(s) one by one
+                for job in group:
+                    self._score_one(metric, job)
+                continue
+            self._in_flight.append((metric, group, collect))
+        self._collect(keep=IN_FLIGHT)
+
+    def _collect(self, keep: int = 0) -> None:
+        """Wait for the oldest batches in flight until at most ``keep`` are left."""
+        while len(self._in_flight) > keep:
+            metric, group, collect = self._in_flight.pop(0)
+            try:
+                values = collect()
             except Exception:  # find the culprit(s) one by one
                 for job in group:
                     self._score_one(metric, job)
@@ -345,5 +367,6 @@ class Scorer:
         for metric in self.item_metrics:
             if metric.card.name in self._queues:
                 self._flush(metric)
+        self._collect(keep=0)
         done, self._done = self._done, []
         return done

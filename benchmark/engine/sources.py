@@ -33,8 +33,10 @@ from typing import Any
 import numpy as np
 
 from benchmark.cache import ArtifactCache, cache_key
+from benchmark.codecs.precision import check_precision, inference_precision
 from benchmark.data.audio import ResampleFifo, array_hash, file_hash
 from benchmark.data.dataset import Item
+from benchmark.engine.prefetch import prefetched
 from benchmark.engine.segments import Segment, read_segments, span_text
 from benchmark.metrics.align import AlignFacts, AlignmentError, StreamAligner
 
@@ -186,11 +188,13 @@ class CodecSource(Source):
     latent_memo: optional dict shared between codecs with the same weights (the steps study):
         latents of a chunk are computed once per ``(weights_id, chunk content)``.
     batch_items: items of equal length coded per codec call by :meth:`prepare`.
+    precision: ``fp32`` or ``bf16`` (:mod:`benchmark.codecs.precision`), part of the identity.
     """
 
     def __init__(self, codec, label: str | None = None, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, device: str = "cpu",
-                 cache: ArtifactCache | None = None, latent_memo: dict | None = None, batch_items: int = 8) -> None:
+                 cache: ArtifactCache | None = None, latent_memo: dict | None = None, batch_items: int = 8,
+                 precision: str = "fp32") -> None:
         self.codec = codec
         self.label = label or codec.info.name
         self.rate = int(codec.info.sample_rate)
@@ -202,15 +206,17 @@ class CodecSource(Source):
         self.latent_memo = latent_memo
         self.batch_items = max(1, int(batch_items))
         self._prepared: dict[str, tuple[np.ndarray, float, float, float]] = {}  # hash -> (audio, enc s, dec s, bits)
+        self.precision = check_precision(precision)
         self._identity = cache_key("codec-source", SOURCE_VERSION, codec.identity, self.chunk, self.overlap,
-                                   int(codec.info.delay_samples))[:16]
+                                   int(codec.info.delay_samples),
+                                   *([] if precision == "fp32" else [precision]))[:16]
 
     def item_identity(self, item: Item) -> str:
         return self._identity
 
     def settings(self) -> dict[str, Any]:
         return {"chunk_seconds": self.chunk_seconds, "overlap_seconds": self.overlap_seconds,
-                "delay_samples": int(self.codec.info.delay_samples)}
+                "delay_samples": int(self.codec.info.delay_samples), "precision": self.precision}
 
     # -- batches of short items --------------------------------------------------------------------
     def prepare(self, items: list[Item], segment_seconds: float | None, max_seconds: float | None = None) -> int:
@@ -222,54 +228,66 @@ class CodecSource(Source):
         Only speed changes: a prepared block is looked up by its content in :meth:`_code`, so an item
         this skips (unreadable, long, or in a batch that raised) is coded alone by its stream, which
         names it in any error. Codecs whose output may depend on the batch (stochastic ones unless
-        they declare ``CodecInfo.batch_invariant``; Music2Latent addresses its noise by the latents'
-        content) are never batched. Batched float32 kernels may
+        they declare ``CodecInfo.batch_invariant``; Music2Latent addresses its noise by each row's
+        name, :meth:`~benchmark.codecs.protocol.Codec.rows_named`) are never batched. Batched float32 kernels may
         differ from single calls in the last bits; the chunk cache keeps whichever came first.
         """
         if not self.codec.info.codes_items_independently:
             return 0  # its output may depend on the batch: every item is coded alone
-        groups: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
-        for item in items:
+        def one_call_block(item: Item) -> np.ndarray | None:
+            """The item at the codec's rate if it is one codec call, else None."""
             try:
                 segments = read_segments(item.path, segment_seconds, max_seconds, [])
                 first = next(segments)
                 segments.close()
                 if not first.last:
-                    continue
+                    return None
                 fifo = ResampleFifo(first.audio.shape[0], first.sample_rate, self.rate)
                 fifo.push(first.audio, last=True)
                 block = fifo.pop(fifo.size)
             except Exception:  # the stream reports it, naming the item
-                continue
-            if not 0 < block.shape[1] <= self.chunk:
+                return None
+            return block if 0 < block.shape[1] <= self.chunk else None
+
+        groups: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+        prepared = 0
+        # items are read and resampled in a background thread while full batches are coded
+        for block in prefetched((one_call_block(item) for item in items), depth=self.batch_items):
+            if block is None:
                 continue
             digest = array_hash(block)
             if digest in self._prepared or (self.cache is not None
                                             and self.cache.has_arrays("chunks", self._chunk_key(digest))):
                 continue
-            groups.setdefault(block.shape, []).append((digest, block))
-        prepared = 0
-        for blocks in groups.values():
-            for start in range(0, len(blocks), self.batch_items):
-                part = blocks[start:start + self.batch_items]
-                if len(part) < 2:
-                    continue
-                x = np.concatenate([b for _, b in part])
-                try:
-                    y, enc_s, dec_s, bits = self._round_trip(x, f"a batch of {len(part)} items")
-                except Exception:
-                    continue
-                row = 0
-                for digest, b in part:
-                    share = b.shape[0] / x.shape[0]
-                    self._prepared[digest] = (y[row:row + b.shape[0]], enc_s * share, dec_s * share,
-                                              float(bits[row:row + b.shape[0]].sum()))
-                    row += b.shape[0]
-                prepared += len(part)
+            group = groups.setdefault(block.shape, [])
+            group.append((digest, block))
+            if len(group) == self.batch_items:
+                prepared += self._code_batch(groups.pop(block.shape))
+        for group in groups.values():
+            prepared += self._code_batch(group)
         return prepared
 
+    def _code_batch(self, part: list[tuple[str, np.ndarray]]) -> int:
+        """Code ``part`` (equal shapes) in one call and keep each item's share for its stream;
+        returns the items prepared (0 for a single item or a batch that raised)."""
+        if len(part) < 2:
+            return 0
+        x = np.concatenate([b for _, b in part])
+        try:
+            y, enc_s, dec_s, bits = self._round_trip(x, f"a batch of {len(part)} items")
+        except Exception:
+            return 0
+        row = 0
+        for digest, b in part:
+            share = b.shape[0] / x.shape[0]
+            self._prepared[digest] = (y[row:row + b.shape[0]], enc_s * share, dec_s * share,
+                                      float(bits[row:row + b.shape[0]].sum()))
+            row += b.shape[0]
+        return len(part)
+
     def _chunk_key(self, digest: str) -> str:
-        return cache_key("chunk", SOURCE_VERSION, self.codec.identity, digest)
+        return cache_key("chunk", SOURCE_VERSION, self.codec.identity, digest,
+                         *([] if self.precision == "fp32" else [self.precision]))
 
     # -- one codec call ---------------------------------------------------------------------------
     def _code(self, block: np.ndarray, stats: CodingStats, name: str, offset: int) -> np.ndarray:
@@ -310,7 +328,10 @@ class CodecSource(Source):
 
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         memo_key = (self.codec.info.weights_id, array_hash(block)) if self.latent_memo is not None else None
-        with torch.inference_mode():
+        # rows named by their input audio: a stochastic decoder's noise follows the item, not the
+        # batch nor the last bits of its latents (thread counts, ranks of a torchrun launch)
+        with torch.inference_mode(), self.codec.rows_named([array_hash(row)[:16] for row in block]), \
+                inference_precision(self.precision, self.device):
             t0 = time.perf_counter()
             if memo_key is not None and memo_key in self.latent_memo:
                 latents = self.latent_memo[memo_key]

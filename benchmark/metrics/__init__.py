@@ -3,7 +3,10 @@
 Two kinds (see ``benchmark.metrics.base``):
 - item metrics compare one reference with one estimate (SI-SDR, ViSQOL, spectral distances);
 - set metrics compare two sets of clips (FAD, FAD-inf, KAD: distances between embedding
-  distributions, :class:`EmbeddingSetMetric`).
+  distributions, :class:`EmbeddingSetMetric`). ``fad``/``kad`` take any backbone
+  (``metric_options``); ``fad_vggish``, ``kad_vggish``, ``fad_clap``, ``kad_clap``
+  (:mod:`benchmark.metrics.variants`) fix a paper-standard backbone and per-clip pooling, so
+  that one run can hold FAD and KAD over both.
 
 Each metric class declares which settings must match for two of its values to be compared;
 :func:`comparability_problems` asks the class registered under a name (imported, not built).
@@ -30,6 +33,10 @@ METRICS: dict[str, str] = {
     "fad": "benchmark.metrics.fad:FAD",
     "fad_inf": "benchmark.metrics.fad:FADInf",
     "kad": "benchmark.metrics.kad:KAD",
+    "fad_vggish": "benchmark.metrics.variants:FADVGGish",
+    "kad_vggish": "benchmark.metrics.variants:KADVGGish",
+    "fad_clap": "benchmark.metrics.variants:FADClap",
+    "kad_clap": "benchmark.metrics.variants:KADClap",
     "mel_distance": "benchmark.metrics.spectral:MelDistance",
     "mrstft_distance": "benchmark.metrics.spectral:MRSTFTDistance",
 }

@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import json
 import weakref
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -142,6 +142,13 @@ class ItemMetric(Metric):
     def batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
         """Score many pairs (override to parallelise)."""
         return [self(r, e, sample_rate) for r, e in pairs]
+
+    def submit(self, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> Callable[[], list[float]]:
+        """Start scoring many pairs; returns a function that waits for the values (in order) and
+        raises what scoring raised. A metric with a worker pool returns at once, so that the
+        caller codes the next items meanwhile; by default the pairs are scored now."""
+        values = self.batch(pairs, sample_rate)
+        return lambda: values
 
 
 @dataclasses.dataclass

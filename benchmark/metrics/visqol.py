@@ -45,7 +45,7 @@ import importlib.metadata
 import importlib.util
 import multiprocessing as mp
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -176,18 +176,27 @@ class ViSQOL(ItemMetric):
     # -- many pairs -----------------------------------------------------------------------------
     def batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> list[float]:
         """Score many pairs, in ``workers`` processes when ``workers > 1`` (order preserved)."""
+        return self.submit(pairs, sample_rate)()
+
+    def submit(self, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> Callable[[], list[float]]:
+        """Start scoring many pairs in the worker pool (``workers > 1``; else now); the returned
+        function waits for the values, in order."""
         prepared = [self.prepare(r, e, sample_rate) for r, e in pairs]
         todo = [i for i, p in enumerate(prepared) if p is not None]
         scores = [float("nan")] * len(pairs)
         if self.workers == 1 or len(todo) <= 1:
             for i in todo:
                 scores[i] = self(*prepared[i], self.rate)  # type: ignore[misc]
-            return scores
+            return lambda: scores
         pool = self._get_pool()
         futures = {i: pool.submit(_worker_score, prepared[i][0], prepared[i][1], self.rate) for i in todo}  # type: ignore[index]
-        for i, fut in futures.items():
-            scores[i] = fut.result()
-        return scores
+
+        def collect() -> list[float]:
+            for i, fut in futures.items():
+                scores[i] = fut.result()
+            return scores
+
+        return collect
 
     def _get_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:

@@ -143,7 +143,7 @@ class Music2LatentCodec(SpectralModelCodec):
     """
 
     name = "music2latent"
-    version = "1"
+    version = "2"  # 2: noise addressed by the rows' names (input audio) when the engine gives them
 
     def __init__(self, checkpoint: str | None = None, preset: str = "paper", steps: int = 1,
                  seed: int = 0, device: str = "cpu",
@@ -191,7 +191,7 @@ class Music2LatentCodec(SpectralModelCodec):
         self.info = CodecInfo(
             name=self.name, sample_rate=c.sample_rate, latent_dim=c.latent_dim,
             latent_rate_hz=c.latent_rate_hz, stochastic=True, decode_steps=self.steps,
-            batch_invariant=True,  # noise addressed by each item's latents (inference.BlockNoise)
+            batch_invariant=True,  # noise addressed by each item's name or latents (inference.BlockNoise)
             has_features=True, code_license="MIT", weights_license=weights_license,
             weights_id=weights_id, parameters=model.num_parameters(),
             description=description)
@@ -206,11 +206,14 @@ class Music2LatentCodec(SpectralModelCodec):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[batch, latent_dim, K]`` -> ``[batch, K * samples_per_latent + n_fft - hop]``;
-        deterministic given ``seed``."""
+        deterministic given ``seed``. The noise of a row is addressed by its name
+        (:meth:`~benchmark.codecs.protocol.Codec.rows_named`: the engine names rows by their
+        input audio) or else by its latents' content."""
         check_latents(latents, self.info.name, self.info.latent_dim)
         chunk = max(4, round(self.chunk_seconds * self.info.latent_rate_hz))
         return decode_latents(self.model, self.frontend, latents.float() * self.latent_scale,
-                              steps=self.steps, seed=self.seed, chunk_latents=chunk)
+                              steps=self.steps, seed=self.seed, chunk_latents=chunk,
+                              keys=self.row_names(latents.shape[0]) if latents.ndim == 3 else None)
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """Pre-bottleneck features ``[batch, feature_dim, K]`` (8192-d for the paper config)."""

@@ -261,7 +261,8 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
                    latents: np.ndarray | torch.Tensor, steps: int = 1, seed: int = 0,
                    chunk_latents: int | str | None = "auto", overlap: int | None = None,
                    noise_fn: NoiseFn | None = None,
-                   sampler: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+                   sampler: Callable[..., torch.Tensor] | None = None,
+                   keys: Sequence[str] | None = None) -> torch.Tensor:
     """Decode latents to audio.
 
     Parameters
@@ -278,6 +279,8 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
         indices), e.g. to reproduce another implementation's noise.
     sampler: replaces :func:`sample_representation` (same signature), e.g. the EDM sampler of
         the diffusion-decoder baseline; chunking and cross-fades are unchanged.
+    keys: one name per item addressing its noise (:class:`BlockNoise`); default
+        :func:`latent_keys` (the latents' content).
 
     Returns
     -------
@@ -307,7 +310,8 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
                              f"(got overlap={overlap}, chunk_latents={chunk_latents}): the "
                              f"cross-fade must avoid the {c.edge_samples} attenuated samples at "
                              "each chunk edge")
-    noise_fn = noise_fn or BlockNoise(seed, batch, c.freq_bins, device, keys=latent_keys(z))
+    noise_fn = noise_fn or BlockNoise(seed, batch, c.freq_bins, device,
+                                      keys=list(keys) if keys is not None else latent_keys(z))
     spans = plan_chunks(total, chunk_latents, overlap)
     spl, edge, dt = c.samples_per_latent, c.edge_samples, c.downsample_time
     out = torch.zeros(batch, frontend.samples_for_latents(total))

@@ -5,8 +5,10 @@ Entry points for the pipeline:
 - :class:`ProbeConfig` - protocol settings (heads, seeds, pooling, early stopping, bootstrap);
 - :func:`run_probe` / :func:`run_probes` - one task, one head (or every configured head),
   several seeds -> :class:`ProbeOutcome` with tidy result rows and test predictions;
-- :func:`paired_test` - compare two codecs' probes on the same test items;
-- :mod:`benchmark.probes.sharding` - split embedding extraction over torchrun processes.
+- :func:`paired_test` - compare two codecs' probes on the same test items.
+
+Under ``torchrun`` the ranks encode the items into the cache and rank 0 probes
+(:mod:`benchmark.engine.distributed`).
 """
 
 from benchmark.probes.heads import HEADS, build_head

@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 from benchmark.checkpoints import short_name
 from benchmark.errors import BenchmarkError
 from benchmark.training.command import PreparedRun, prepare_run, run_training
+from benchmark.training.distributed import DistContext, resolve_device
 from benchmark.training.tasks import TASKS
 
 __all__ = ["train_many", "WorkerCrashedError"]
@@ -197,7 +198,9 @@ class _Board:
 # -- routes -------------------------------------------------------------------------------------
 def _train_prepared(run: PreparedRun, options: Mapping[str, Any]) -> Path:
     """What one job does, in this process or a worker (``train`` minus the preparation)."""
-    run_training(run, device=options.get("device"), resume=options.get("resume", "auto"), progress=False)
+    # one job, one process: never the DDP group of a torchrun launch this process may belong to
+    alone = DistContext(device=resolve_device(options.get("device")))
+    run_training(run, resume=options.get("resume", "auto"), progress=False, ctx=alone)
     return run.run_dir / "best.pt"
 
 

@@ -9,7 +9,7 @@ from benchmark.data.canonical import (check_files, hash_split, layout_identity, 
 from benchmark.data.dataset import DatasetError, Item
 from benchmark.data.registry import DATASETS, load_dataset
 
-LOADERS = ["magnatagatune", "mtg_jamendo", "giantsteps_key", "beatport_key", "nsynth", "tinysol"]
+LOADERS = ["magnatagatune", "mtg_jamendo", "giantsteps_key", "beatport_key", "nsynth", "tinysol", "musiccaps"]
 
 
 def test_note_names():

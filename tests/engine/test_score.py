@@ -181,3 +181,49 @@ def test_failing_batch_is_retried_item_by_item_and_only_the_culprit_fails(tmp_pa
     assert culprit.status["si_sdr"] == "ok" and culprit.values["si_sdr"] == 150.0  # scale-invariant
     for i in (0, 1, 3):  # values from the batch and from the retry alike
         assert results[f"a{i}.wav"].values["picky"] == pytest.approx(snrs[i], abs=1e-3)
+
+
+class DeferredMetric(PickyMetric):
+    """A pool-like metric: ``submit`` returns at once and the values come when collected; the
+    log shows whether the scorer went on to the next batch before collecting the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def submit(self, pairs, sample_rate):
+        n = sum(entry.startswith("submit") for entry in self.log)
+        self.log.append(f"submit {n}")
+
+        def collect():
+            self.log.append(f"collect {n}")
+            return self.batch(pairs, sample_rate)
+        return collect
+
+
+def test_pool_batches_are_collected_later_and_a_failing_one_is_retried_item_by_item(tmp_path):
+    """Scorer keeps IN_FLIGHT batches out (the pool scores while the next items are coded), the
+    values equal synchronous scoring, and a batch that fails when collected is retried one by one
+    so that only the culprit is an error."""
+    from benchmark.engine.score import IN_FLIGHT
+
+    snrs = [12.0, 18.0, 30.0, 6.0, None, 24.0, 9.0, 15.0]
+    decoded, items = {}, []
+    for i, snr in enumerate(snrs):
+        s = zero_mean_noise(SR // 4, seed=i)
+        items.append(item_for(write(tmp_path / f"b{i}.wav", s[None])))
+        est = 0.25 * s if snr is None else at_snr(s, snr, seed=70 + i)
+        decoded[f"b{i}.wav"] = write(tmp_path / f"dec{i}.wav", est[None])
+    deferred = DeferredMetric()
+    source = FolderSource(decoded)
+    results = score_all(Scorer([deferred]), [source.stream(it, None) for it in items])
+    assert IN_FLIGHT == 2
+    assert deferred.log[:4] == ["submit 0", "submit 1", "submit 2", "collect 0"]  # 3 out before the 1st waits
+    assert sorted(deferred.log) == sorted([f"submit {k}" for k in range(4)] + [f"collect {k}" for k in range(4)])
+    for i, snr in enumerate(snrs):
+        if snr is None:
+            assert results[f"b{i}.wav"].status["picky"] == "error"
+            assert "estimate too quiet" in results[f"b{i}.wav"].messages["picky"]
+        else:
+            assert results[f"b{i}.wav"].values["picky"] == pytest.approx(snr, abs=1e-3)
+    assert deferred.singles == 2  # only the failed batch (b4, b5) was scored again, one by one

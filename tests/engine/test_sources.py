@@ -337,3 +337,60 @@ def test_a_batch_that_fails_falls_back_to_single_calls_and_names_the_item(tmp_pa
     with pytest.raises(Exception, match="NaN"):
         collect(source, items[3])
     collect(source, items[0])
+
+
+class _NameRecorder(plugins.CountingCodec):
+    """Records the row names the engine gives at each decode."""
+
+    names: list = []
+
+    def decode(self, latents):
+        type(self).names.append(self.row_names(latents.shape[0]))
+        return super().decode(latents)
+
+
+def test_every_codec_call_names_its_rows_by_their_input_audio(tmp_path):
+    """Stochastic decoders seed each row's noise by these names (Codec.rows_named), so the names
+    must follow the audio only: the same content gets the same name in a batch, alone, in
+    another item, and different content different names."""
+    from benchmark.data.audio import array_hash
+
+    a, b = noise(1, 0.2, seed=1), noise(1, 0.2, seed=2)
+    items = [item_for(write(tmp_path / name, x)) for name, x in (("a.wav", a), ("b.wav", b), ("a2.wav", a))]
+    _NameRecorder.names = []
+    source = codec_source(_NameRecorder(), batch_items=8)
+    source.prepare(items[:2], None)  # a and b in one call
+    for it in items:
+        collect(source, it)  # a2 is a cache-less fresh call of a's content
+    assert _NameRecorder.names[0] == [array_hash(a[0])[:16], array_hash(b[0])[:16]]
+    assert _NameRecorder.names[-1] == [array_hash(a[0])[:16]]
+    assert len(_NameRecorder.names) == 2  # a and b from the batch, a2 alone
+    assert source.codec.row_names(1) is None  # the names last only for the call
+
+
+def test_bf16_source_is_its_own_identity_and_runs_the_learned_codec_in_bfloat16(tmp_path):
+    """precision=bf16 autocasts the learned codec's forward passes: its latents move by far more
+    than float32 rounding yet stay close, the source is cached apart from fp32, and a codec
+    without torch weights is unchanged."""
+    from benchmark.codecs.precision import PrecisionError
+    from benchmark.codecs.registry import create_codec
+
+    item = item_for(write(tmp_path / "x.wav", noise(1, 0.5, seed=3)))
+    m2l = create_codec("music2latent", preset="smoke", seed=0)
+    memos: dict[str, dict] = {"fp32": {}, "bf16": {}}
+    sources = {p: codec_source(m2l, precision=p, latent_memo=memos[p]) for p in memos}
+    assert sources["fp32"].item_identity(item) != sources["bf16"].item_identity(item)
+    assert sources["bf16"].settings()["precision"] == "bf16"
+    for source in sources.values():
+        collect(source, item)
+    assert memos["fp32"].keys() == memos["bf16"].keys() and len(memos["fp32"]) == n_chunks(8000)
+    for key, z32 in memos["fp32"].items():
+        z16 = memos["bf16"][key]
+        assert z16.dtype == z32.dtype  # float32 latents either way
+        gap = (z16 - z32).abs().max().item()
+        assert 1e-4 < gap < 0.1 * z32.abs().max().item()
+    plain = plugins.CountingCodec()
+    np.testing.assert_array_equal(collect(codec_source(plain, precision="bf16"), item)[1],
+                                  collect(codec_source(plain), item)[1])
+    with pytest.raises(PrecisionError, match="fp16"):
+        codec_source(plain, precision="fp16")

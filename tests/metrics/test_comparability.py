@@ -52,7 +52,7 @@ def test_unrecorded_setting_counts_as_none():
 
 
 @pytest.mark.parametrize("name", sorted(set(METRICS) - {"fad"}))
-def test_item_metrics_record_the_keys_they_declare(name):
+def test_item_metrics_record_the_keys_they_declare(name, backbone_weights):
     cls = metric_class(name)
     assert cls is not None and issubclass(cls, Metric)
     metric = cls(workers=1) if cls is ViSQOL else cls()

@@ -19,7 +19,7 @@ def test_registry_names():
 
 
 @pytest.mark.parametrize("name", sorted(METRICS))
-def test_card_complete(name, tmp_path):
+def test_card_complete(name, tmp_path, backbone_weights):
     options = {"cache": False, "backbone_options": {"cache_dir": tmp_path}} if name == "fad" else {}
     metric = create_metric(name, **options)
     assert isinstance(metric, (ItemMetric, SetMetric))

@@ -95,3 +95,26 @@ def test_official_codec_explains_where_to_get_the_weights(tmp_path):
         OfficialMusic2LatentCodec(weights=str(tmp_path / "music2latent.pt"))
     with pytest.raises(CodecError, match="no path given"):
         create_codec("music2latent_official")
+
+
+def test_named_rows_make_the_noise_follow_the_item_not_the_last_bits_of_its_latents(music_like):
+    """The engine names each row by its input audio (Codec.rows_named): latents that differ only
+    in the last bits (another thread count, another rank) then decode within float error of each
+    other, and an item decodes the same alone or in a batch. Without names the noise follows the
+    latents' bytes, so the same perturbation draws other noise (that is what names are for)."""
+    codec = create_codec("music2latent", preset="smoke", seed=0)  # untrained: the noise dominates
+    audio = torch.cat([music_like(0.5, 16000, seed=s) for s in (0, 1)])
+    z = codec.encode(audio)
+    nudged = z * (1 + 1e-6)
+    assert not torch.equal(z, nudged)
+    with codec.rows_named(["item-a", "item-b"]):
+        y, y_nudged = codec.decode(z), codec.decode(nudged)
+    torch.testing.assert_close(y_nudged, y, rtol=0, atol=1e-4)
+    with codec.rows_named(["item-b"]):
+        alone = codec.decode(z[1:])
+    torch.testing.assert_close(alone[0], y[1], rtol=0, atol=1e-5)
+    assert codec.row_names(2) is None  # names last only for the calls inside
+    unnamed, unnamed_nudged = codec.decode(z), codec.decode(nudged)
+    assert (unnamed_nudged - unnamed).abs().max() > 100 * (y_nudged - y).abs().max()
+    with codec.rows_named(["only-one"]):  # names that do not fit the batch are not used
+        torch.testing.assert_close(codec.decode(z), unnamed, rtol=0, atol=0)
