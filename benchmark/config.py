@@ -179,6 +179,10 @@ class RunConfig:
             raise ConfigError(f"failure_policy {config.failure_policy!r}: choose 'common' or 'worst'")
         if not 0.0 < float(config.alpha) < 1.0:
             raise ConfigError(f"alpha {config.alpha!r}: a family-wise error rate in (0, 1), e.g. 0.05")
+        from benchmark.codecs.precision import PRECISIONS
+
+        if config.precision not in PRECISIONS:
+            raise ConfigError(f"precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
         return config
 
     def hash(self) -> str:

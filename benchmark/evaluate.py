@@ -175,6 +175,10 @@ def eval_command(args: argparse.Namespace) -> int:
     if ranks.distributed and args.no_cache:
         raise EvalError("under torchrun the ranks share their work through the cache; drop --no-cache")
     device, workers = ranks.device(args.device), ranks.workers(args.workers)  # this rank's share
+    if ranks.distributed:
+        from benchmark.engine.distributed import claim_device
+
+        claim_device(device)
     codec_mode = args.codec is not None or args.audio is not None
     if codec_mode == (args.reference is not None or args.decoded is not None):
         raise EvalError("give either --codec NAME --audio DIR (codec mode) or --reference DIR --decoded DIR "
@@ -233,15 +237,20 @@ def eval_command(args: argparse.Namespace) -> int:
     if ranks.distributed:  # torchrun: every rank scores its share into the cache, rank 0 the rest
         from benchmark.engine.distributed import RankRecord, barrier, process_group, reconstruct_shard
         from benchmark.engine.run import StageTimer
+        from benchmark.engine.score import describe
 
         block = source.batch_items if isinstance(source, CodecSource) else 8
         record, timer = RankRecord(out, ranks, device), StageTimer()
         record.update()
         with process_group(ranks):
-            reconstruct_shard([source], items, metrics, ranks, block=block, segment_seconds=args.segment_seconds,
-                              max_seconds=args.max_seconds, cache=cache, metric_options=options,
-                              progress=not args.quiet and ranks.main, log=lambda m: print(m, file=sys.stderr),
-                              timer=timer)
+            try:
+                reconstruct_shard([source], items, metrics, ranks, block=block, segment_seconds=args.segment_seconds,
+                                  max_seconds=args.max_seconds, cache=cache, metric_options=options,
+                                  progress=not args.quiet and ranks.main, log=lambda m: print(m, file=sys.stderr),
+                                  timer=timer, record=record)
+            except BaseException as exc:
+                record.update("failed", stages=timer.stages, error=describe(exc))
+                raise
             record.update("done", stages=timer.stages)
             barrier(ranks)
         if not ranks.main:

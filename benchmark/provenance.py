@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -63,7 +65,8 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # unique across processes and hosts (ranks of a torchrun launch share the cache folder)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     if isinstance(data, str):
         tmp.write_text(data)
     else:

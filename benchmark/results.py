@@ -114,6 +114,9 @@ def compare_runs(a: str | Path, b: str | Path) -> Agreement:
     Rows are matched by codec, subset, stage, task, metric, representation, head, pooling, seed
     (and order among equal keys); items by codec, item and metric.
     """
+    for folder in (a, b):
+        if not (Path(folder) / "results.csv").is_file():
+            raise FileNotFoundError(f"{folder}/results.csv not found; is {folder} a run folder?")
     out = Agreement()
     rows_a, rows_b = _keyed(Path(a) / "results.csv", _RESULT_KEY), _keyed(Path(b) / "results.csv", _RESULT_KEY)
     items_a = _keyed(Path(a) / "items.csv", ("codec_label", "item", "metric"))

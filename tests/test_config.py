@@ -35,6 +35,16 @@ def test_bad_overrides_and_keys_are_rejected():
         apply_overrides(cfg, ["codecs.nope.options.x=1"])
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("nope")
+    with pytest.raises(ConfigError, match="precision 'fp16': choose one of fp32, bf16"):
+        apply_overrides(cfg, ["precision=fp16"])
+
+
+def test_precision_bf16_is_a_different_run_and_fp32_keeps_earlier_hashes():
+    cfg = load_preset("smoke")
+    payload = cfg.to_dict()
+    payload.pop("precision")
+    assert RunConfig.from_dict(payload).hash() == cfg.hash()  # a config written before the option
+    assert apply_overrides(cfg, ["precision=bf16"]).hash() != cfg.hash()
 
 
 # -- ${VARIABLES} naming user files -------------------------------------------------------------

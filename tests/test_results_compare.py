@@ -49,3 +49,10 @@ def test_a_value_against_an_empty_cell_is_a_difference(tmp_path):
     a = write(tmp_path / "a", "x,,reconstruction,,si_sdr,,,,,10.0,,,,8,0\n")
     b = write(tmp_path / "b", "x,,reconstruction,,si_sdr,,,,,,,,,8,0\n")
     assert compare_runs(a, b).max_relative == float("inf")
+
+
+def test_a_folder_without_results_is_an_error_not_an_agreement(tmp_path):
+    a = write(tmp_path / "a", "x,,reconstruction,,si_sdr,,,,,10.0,,,,8,0\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty/results.csv"):
+        compare_runs(a, tmp_path / "empty")

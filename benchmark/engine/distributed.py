@@ -20,13 +20,19 @@ Why this shape: every number in the results comes from the code path of a one-pr
 the two cannot disagree by construction except where the shards computed a cached value in
 another way than one process would have: the rank's thread count (torchrun sets
 ``OMP_NUM_THREADS=1`` per rank) and which items share a codec batch can move the last bits of
-float32 kernels; values agree within 1e-5 relative (tested on the smoke preset). A killed rank
+float32 kernels. Trained models are the same as a one-process run's: both train each job in a
+process of its own with ``cores // workers`` threads, 1 on 2 cores (a checkpoint trained
+once is reused by every later run with the same cache). Measured on the smoke preset (CI test,
+own caches): with one thread per process on both sides every value agrees within 3.7e-6
+relative; against a one-process run with 2 threads, within 2.0e-5 (FAD-inf of a 3-clip set,
+an extrapolation that amplifies float32 differences). A killed rank
 is recovered by running the same command again (or ``run --resume``): finished work is in the
 cache, each block of items is saved when it completes, and nothing finished is recomputed.
 
 Each rank leaves ``<run>/ranks/rank-<k>.json`` (pid, host, device, state, per-stage seconds and
-items) and, when items failed in its shard, ``ranks/rank-<k>/errors.csv``. Failed items are not
-cached, so rank 0's pass retries them and writes their error rows in the results.
+items, items scored so far) and (``run``) the errors its shard met, ``ranks/rank-<k>/errors.csv``.
+Failed items are not cached, so rank 0's pass retries them and writes their error rows in the
+results.
 
 The ranks meet through ``torch.distributed`` barriers on the gloo backend (CPU tensors, also
 for GPU runs; nothing else travels between ranks). ``BENCHMARK_DIST_TIMEOUT`` (seconds, default
@@ -142,8 +148,18 @@ def barrier(ranks: Ranks) -> None:
     if ranks.distributed:
         import torch.distributed as dist
 
-        if dist.is_initialized():
-            dist.barrier()
+        if not dist.is_initialized():  # ranks that do not wait for each other would race on the cache
+            raise DistributedError(f"{ranks.name}: no process group; run inside `process_group(ranks)` "
+                                   "(the CLI does)")
+        dist.barrier()
+
+
+def claim_device(device: str) -> None:
+    """Make ``device`` this process's current CUDA device (so that nothing lands on GPU 0)."""
+    if device.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(device)
 
 
 class RankRecord:
@@ -151,6 +167,10 @@ class RankRecord:
 
     def __init__(self, folder: Path, ranks: Ranks, device: str) -> None:
         self.path = Path(folder) / "ranks" / f"rank-{ranks.rank}.json"
+        if ranks.main:  # records of an earlier launch with more ranks would be read as this one's
+            for stale in self.path.parent.glob("rank-*.json"):
+                if int(stale.stem.split("-")[1]) >= ranks.world_size:
+                    stale.unlink(missing_ok=True)
         self.data: dict[str, Any] = {"rank": ranks.rank, "world_size": ranks.world_size,
                                      "local_rank": ranks.local_rank, "host": socket.gethostname(),
                                      "pid": os.getpid(), "device": device, "state": "running",
@@ -180,11 +200,13 @@ def rank_stages(folder: Path) -> list[dict[str, Any]]:
 def reconstruct_shard(sources: Sequence[Any], items: Sequence[Any], metrics: list, ranks: Ranks, *, block: int,
                       segment_seconds: float | None, max_seconds: float | None, cache: Any,
                       metric_options: dict | None, hashes: Any = None, progress: bool = False,
-                      log: Callable[[str], None] = print, timer: Any = None) -> int:
+                      log: Callable[[str], None] = print, timer: Any = None,
+                      record: RankRecord | None = None) -> int:
     """This rank's share of the reconstruction: its blocks of ``items`` through every source into
     the cache (decoded chunks, item scores, set-metric embeddings), one block per
     :func:`~benchmark.engine.reconstruct.reconstruct` call so that a killed rank loses at most
-    the block it was on. Nothing is summarised or stored. Returns the items this rank scored."""
+    the block it was on. Nothing is summarised or stored; ``record`` counts the blocks done
+    (``scored``: items). Returns the items this rank scored."""
     from tqdm.auto import tqdm
 
     from benchmark.engine.reconstruct import reconstruct
@@ -192,6 +214,7 @@ def reconstruct_shard(sources: Sequence[Any], items: Sequence[Any], metrics: lis
     if cache is None:
         raise DistributedError("several ranks share their work through the cache; drop --no-cache")
     mine = ranks.blocks(list(items), block)
+    scored = 0
     for source in sources:
         bar = tqdm(total=len(mine), desc=f"[{ranks.name}] score {source.label}", unit="item",
                    disable=not progress)
@@ -208,5 +231,8 @@ def reconstruct_shard(sources: Sequence[Any], items: Sequence[Any], metrics: lis
                 for r in failed:
                     log(f"[{ranks.name}] [{source.label}] {r.item.id} failed ({r.error}); rank 0 retries it")
                 bar.update(len(part))
+                scored += len(part)
+                if record is not None:
+                    record.update(scored=scored)
         bar.close()
     return len(mine)

@@ -475,7 +475,7 @@ class Pipeline:
             specs = specs[self.ranks.rank::self.ranks.world_size]
         if not specs:
             return {}
-        from benchmark.training.parallel import train_many
+        from benchmark.training.parallel import threads_per_job, train_many
 
         workers = self.config.workers if self.config.device == "cpu" else 1
         jobs = [dict(codec=s.name, dataset=self.dataset, out_dir=self.cache_dir / "checkpoints",
@@ -484,7 +484,11 @@ class Pipeline:
             return {s.display: _finished_checkpoint(job) for s, job in zip(specs, jobs)}
         self.log(f"training {len(jobs)} model(s), {max(1, workers)} at a time - cached checkpoints are reused")
         with self.timer.stage("train", len(jobs)) as record:
-            outcomes = train_many(jobs, workers=workers, progress=self.progress, log=self.log)
+            if shard and workers > 1:  # the ranks of a node train as one process's workers would: same bits
+                outcomes = train_many(jobs, workers=self.ranks.workers(workers),
+                                      threads_per_worker=threads_per_job(workers), progress=self.progress, log=self.log)
+            else:
+                outcomes = train_many(jobs, workers=workers, progress=self.progress, log=self.log)
             record["failures"] += sum(isinstance(o, BaseException) for o in outcomes)
         return {s.display: o for s, o in zip(specs, outcomes)}
 
@@ -647,8 +651,9 @@ class Pipeline:
             return
         chosen = items[: study.get("max_items", 16)]
         specs = [{"name": r.spec.name, "options": r.options, "label": r.label} for r in stochastic]
+        precision = [] if self.config.precision == "fp32" else [self.config.precision]
         key = cache_key("steps_study", "2", study, [r.codec.identity for r in stochastic],
-                        [self.hashes(it) for it in chosen], self.config.segment_seconds)
+                        [self.hashes(it) for it in chosen], self.config.segment_seconds, *precision)
         summary = self.cache.load_value("steps_study", key)
         if summary is None:
             try:
@@ -657,7 +662,8 @@ class Pipeline:
                                    metrics=study.get("metrics", ("si_sdr", "mel_distance")),
                                    device=self.config.device, progress=self.progress,
                                    segment_seconds=self.config.segment_seconds,
-                                   chunk_seconds=self.config.chunk_seconds, overlap_seconds=self.config.overlap_seconds)
+                                   chunk_seconds=self.config.chunk_seconds, overlap_seconds=self.config.overlap_seconds,
+                                   precision=self.config.precision)
                 summary = summarize_steps_study(rows)
             except Exception as exc:
                 self.store.add_error("*", "steps_study", "*", "", describe(exc))
@@ -745,7 +751,7 @@ class Pipeline:
         dataset (rank 0 first), its training jobs, then its blocks of items encoded and scored into
         the cache. Errors of the shard go to ``ranks/rank-<k>/errors.csv`` (rank 0's pass retries
         the items and reports them in the results). Ends at a barrier."""
-        from benchmark.engine.distributed import RankRecord, barrier, reconstruct_shard
+        from benchmark.engine.distributed import RankRecord, barrier, claim_device, reconstruct_shard
 
         ranks, cfg = self.ranks, self.config
         cfg.device = ranks.device(cfg.device)  # device and workers are not in the run hash
@@ -754,14 +760,17 @@ class Pipeline:
         main_store = self.store
         self.store = ResultsStore(self.run_dir / "ranks" / f"rank-{ranks.rank}", cfg.run_name, cfg.hash())
         runs: list[CodecRun] = []
+        launch_workers = cfg.workers
+        claim_device(cfg.device)
+        (self.run_dir / "ranks" / f"rank-{ranks.rank}" / "errors.csv").unlink(missing_ok=True)  # an earlier launch's
         try:
             if ranks.main:
                 self.items()  # the built-in dataset is generated once, by rank 0 with every worker
             barrier(ranks)
-            cfg.workers = ranks.workers(cfg.workers)  # the node's cores are shared by its ranks
             items, recon_items = self.items(), self.reconstruction_items()
             self.train_all(shard=True)
             barrier(ranks)
+            cfg.workers = ranks.workers(launch_workers)  # the node's cores are shared by its ranks
             runs = self.build_codecs(trained_only=True)
             block = max(1, cfg.batch_items)  # one codec batch of a one-process run
             if cfg.tasks:
@@ -774,7 +783,7 @@ class Pipeline:
                 reconstruct_shard([self.source(r) for r in decoding], recon_items, self.metrics(), ranks, block=block,
                                   segment_seconds=cfg.segment_seconds, max_seconds=None, cache=self.cache,
                                   metric_options=cfg.metric_options, hashes=self.hashes, progress=self.progress,
-                                  log=self.log, timer=self.timer)
+                                  log=self.log, timer=self.timer, record=record)
             if self.store.errors:
                 self.store.write()
             record.update("done", stages=self.timer.stages, errors=len(self.store.errors))
@@ -782,7 +791,7 @@ class Pipeline:
             record.update("failed", stages=self.timer.stages, error=describe(exc))
             raise
         finally:
-            self.store = main_store
+            self.store, cfg.workers = main_store, launch_workers  # rank 0's pass has the node to itself
             runs.clear()  # rank 0 builds its codecs again; free these first (GPU memory)
             if cfg.device.startswith("cuda"):
                 torch.cuda.empty_cache()

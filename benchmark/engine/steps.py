@@ -97,7 +97,7 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
                 progress: bool = False, log: Callable[[str], None] | None = None,
                 segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
                 chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                ) -> list[dict[str, Any]]:
+                precision: str = "fp32") -> list[dict[str, Any]]:
     """Score every (codec, steps, seed) decoding of ``items``.
 
     Parameters
@@ -148,7 +148,7 @@ def steps_study(codec_specs: Sequence[Any], items: Sequence[Item],
             if log is not None:
                 log(f"[steps study] {spec.label}: steps={n_steps} seed={seed} (nfe={codec.info.decode_steps})")
             source = CodecSource(codec, spec.label, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
-                                 device=options.get("device", "cpu"), latent_memo=latents)
+                                 device=options.get("device", "cpu"), latent_memo=latents, precision=precision)
             outcome = reconstruct(source, list(items), metric_objs, segment_seconds=segment_seconds)
             for result in outcome.results:
                 if not result.ok:

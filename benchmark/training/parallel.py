@@ -68,7 +68,7 @@ from benchmark.training.command import PreparedRun, prepare_run, run_training
 from benchmark.training.distributed import DistContext, resolve_device
 from benchmark.training.tasks import TASKS
 
-__all__ = ["train_many", "WorkerCrashedError"]
+__all__ = ["train_many", "threads_per_job", "WorkerCrashedError"]
 
 #: ``train(...)`` keywords that do not change the run (the rest go to ``prepare_run``).
 _RUN_OPTIONS = ("device", "resume", "progress")
@@ -109,7 +109,7 @@ def train_many(jobs: Sequence[Mapping[str, Any]], workers: int = 2, threads_per_
             _train_here(board, todo, threads_per_worker)
         else:
             # from the arguments only, not from how many jobs were cache hits: same threads, same bits
-            threads = threads_per_worker or max(1, _usable_cores() // workers)
+            threads = threads_per_worker or threads_per_job(workers)
             if len(todo) <= 1:
                 _train_here(board, todo, threads)
             else:
@@ -305,6 +305,11 @@ def _describe(job: Mapping[str, Any]) -> str:
                          if k not in ("codec", "preset", "dataset", "out_dir", "run_dir"))
     name = f"{job.get('codec', 'music2latent')}-{job.get('preset', 'cpu')}"
     return f"{name} ({settings})" if settings else name
+
+
+def threads_per_job(workers: int) -> int:
+    """Torch threads of each of ``workers`` concurrent training jobs: the usable cores shared out."""
+    return max(1, _usable_cores() // max(1, workers))
 
 
 def _usable_cores() -> int:

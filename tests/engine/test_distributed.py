@@ -69,6 +69,26 @@ def test_process_group_names_the_missing_launcher_variables(monkeypatch):
         pass
 
 
+def test_ranks_without_a_process_group_refuse_to_go_on_unsynchronised():
+    from benchmark.engine.distributed import barrier
+
+    barrier(Ranks())  # one process: nothing to wait for
+    with pytest.raises(DistributedError, match="no process group"):
+        barrier(Ranks(1, 2))
+
+
+def test_rank_records_of_an_earlier_larger_launch_are_cleared(tmp_path):
+    from benchmark.engine.distributed import RankRecord, rank_stages
+
+    for k in range(4):
+        RankRecord(tmp_path, Ranks(k, 4), "cpu").update("done")
+    assert [r["rank"] for r in rank_stages(tmp_path)] == [0, 1, 2, 3]
+    RankRecord(tmp_path, Ranks(1, 2), "cpu").update()  # only rank 0 clears
+    assert len(rank_stages(tmp_path)) == 4
+    RankRecord(tmp_path, Ranks(0, 2), "cpu").update()
+    assert [(r["rank"], r["world_size"]) for r in rank_stages(tmp_path)] == [(0, 2), (1, 2)]
+
+
 # -- the real CLI under torchrun --------------------------------------------------------------------
 def _cli(results: Path, cache: Path) -> list[str]:
     return ["-m", "benchmark", "run", "all", "--preset", "smoke", "--results", str(results), "--cache", str(cache),
@@ -80,20 +100,23 @@ def _artifacts(cache: Path) -> dict[Path, tuple[int, int]]:
             if p.is_file() and p.suffix in (".npz", ".json")}
 
 
-def _kill_rank_one_mid_shard(run_dir_root: Path, cache: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
-    """Wait until rank 1 is scoring (some item scores cached), then SIGKILL it."""
+def _kill_rank_one_mid_shard(run_dir_root: Path, proc: subprocess.Popen, timeout: float = 600) -> int:
+    """Wait until rank 1 has scored (and cached) its first block of items, then SIGKILL it;
+    returns the items it had scored."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail("the launch finished before rank 1 could be killed")
-        records = list(run_dir_root.glob("*/ranks/rank-1.json"))
-        scores = cache / "artifacts" / "scores"
-        if records and scores.exists() and sum(1 for _ in scores.rglob("*.json")) >= 6:
-            pid = json.loads(records[0].read_text())["pid"]
-            os.kill(pid, signal.SIGKILL)
-            return
-        time.sleep(0.1)
-    pytest.fail("rank 1 never started scoring")
+        for path in run_dir_root.glob("*/ranks/rank-1.json"):
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError:  # replaced while read
+                continue
+            if record.get("scored", 0) > 0:
+                os.kill(record["pid"], signal.SIGKILL)
+                return record["scored"]
+        time.sleep(0.05)
+    pytest.fail("rank 1 never scored a block")
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +129,14 @@ def launches(tmp_path_factory):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 *_cli(root / "ranks", root / "cache-ranks")]
     killed = subprocess.Popen(torchrun, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _kill_rank_one_mid_shard(root / "ranks", root / "cache-ranks", killed)
+    scored_before_kill = _kill_rank_one_mid_shard(root / "ranks", killed)
     killed_log, _ = killed.communicate(timeout=600)
     left = _artifacts(root / "cache-ranks")
     statuses = [json.loads(p.read_text())["state"] for p in (root / "ranks").glob("*/status.json")]
     again = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=900)
     single_log, _ = single.communicate(timeout=900)
     return dict(root=root, killed_rc=killed.returncode, killed_log=killed_log, left=left, statuses=statuses,
+                scored_before_kill=scored_before_kill,
                 again=again, single_rc=single.returncode, single_log=single_log)
 
 
@@ -123,6 +147,7 @@ def test_killed_rank_is_recovered_without_recomputing(launches):
     again = launches["again"]
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     left = launches["left"]
+    assert launches["scored_before_kill"] >= 1  # rank 1 had finished work of its own when killed
     assert len([p for p in left if "scores" in p.parts]) >= 6
     rewritten = [str(p) for p, stamp in left.items() if not p.exists() or (p.stat().st_ino, p.stat().st_mtime_ns)
                  != stamp]
