@@ -17,8 +17,7 @@ Route
     The parent resolves every job with :func:`~benchmark.training.command.prepare_run`
     (config, data, run folder): a job that is already trained (cache hit) or whose settings are
     invalid costs nothing more, and jobs naming the same run folder are trained once. The
-    remaining runs go to spawned processes, ``workers`` at a time (one more when the runs do not
-    divide evenly over them: :func:`pool_size`, so that no core idles in the last round), each
+    remaining runs go to ``workers`` spawned processes, at most ``workers`` at a time, each
     with ``torch.set_num_threads(threads_per_worker)`` (default: the usable cores divided by
     ``workers``) and no step bar; the parent shows one bar over jobs and logs one line per job.
     A single run left is trained in this process, with the threads a worker would have had.
@@ -69,7 +68,7 @@ from benchmark.training.command import PreparedRun, prepare_run, run_training
 from benchmark.training.distributed import DistContext, resolve_device
 from benchmark.training.tasks import TASKS
 
-__all__ = ["train_many", "pool_size", "threads_per_job", "WorkerCrashedError"]
+__all__ = ["train_many", "threads_per_job", "WorkerCrashedError"]
 
 #: ``train(...)`` keywords that do not change the run (the rest go to ``prepare_run``).
 _RUN_OPTIONS = ("device", "resume", "progress")
@@ -114,7 +113,7 @@ def train_many(jobs: Sequence[Mapping[str, Any]], workers: int = 2, threads_per_
             if len(todo) <= 1:
                 _train_here(board, todo, threads)
             else:
-                _train_in_pool(board, todo, pool_size(len(todo), workers), threads)
+                _train_in_pool(board, todo, min(workers, len(todo)), threads)
     finally:
         board.close()
     return board.results()
@@ -306,14 +305,6 @@ def _describe(job: Mapping[str, Any]) -> str:
                          if k not in ("codec", "preset", "dataset", "out_dir", "run_dir"))
     name = f"{job.get('codec', 'music2latent')}-{job.get('preset', 'cpu')}"
     return f"{name} ({settings})" if settings else name
-
-
-def pool_size(jobs: int, workers: int) -> int:
-    """Processes training ``jobs`` for ``workers``: one more when the jobs do not divide evenly
-    over the workers, so that the last round shares the cores instead of leaving some idle (9
-    jobs on 2 workers: 3 rounds of 3 at 2/3 speed, 4.5 job-times, instead of 5 rounds). Each
-    job keeps the threads ``workers`` gives it (:func:`threads_per_job`), hence its weights."""
-    return max(1, min(jobs, workers if jobs % workers == 0 else workers + 1))
 
 
 def threads_per_job(workers: int) -> int:

@@ -107,10 +107,3 @@ def test_a_task_builder_that_cannot_travel_fails_its_jobs_with_the_reason(smoke,
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # nothing left to send
     results = train_many(_jobs(smoke, tmp_path, codec="local"), workers=2, progress=False, log=lambda line: None)
     assert all(isinstance(r, ValueError) and "does not pickle" in str(r) for r in results)
-
-
-def test_one_more_process_when_the_jobs_do_not_divide_evenly_so_no_core_idles_in_the_last_round():
-    from benchmark.training.parallel import pool_size
-
-    assert [pool_size(j, 2) for j in (1, 2, 3, 4, 5, 9)] == [1, 2, 3, 2, 3, 3]
-    assert pool_size(8, 4) == 4 and pool_size(6, 4) == 5
