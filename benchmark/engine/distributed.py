@@ -219,15 +219,15 @@ def reconstruct_shard(sources: Sequence[Any], items: Sequence[Any], metrics: lis
         bar = tqdm(total=len(mine), desc=f"[{ranks.name}] score {source.label}", unit="item",
                    disable=not progress)
         context = timer.stage(f"shard reconstruct {source.label}", len(mine)) if timer else contextlib.nullcontext()
-        with context as record:
+        with context as stage:
             for start in range(0, len(mine), block):
                 part = mine[start:start + block]
                 outcome = reconstruct(source, part, metrics, segment_seconds=segment_seconds, max_seconds=max_seconds,
                                       cache=cache, metric_options=metric_options, hashes=hashes,
                                       log=lambda m, label=source.label: log(f"[{ranks.name}] [{label}] {m}"))
                 failed = [r for r in outcome.results if not r.ok]
-                if record is not None:
-                    record["failures"] += len(failed)
+                if stage is not None:
+                    stage["failures"] += len(failed)
                 for r in failed:
                     log(f"[{ranks.name}] [{source.label}] {r.item.id} failed ({r.error}); rank 0 retries it")
                 bar.update(len(part))

@@ -170,3 +170,31 @@ def test_two_ranks_write_one_results_folder_equal_to_one_process(launches):
     agreement = compare_runs(single, ranked)
     assert agreement.compared > 2000
     assert agreement.within(1e-5), (agreement.max_relative, agreement.worst[:5], agreement.unmatched[:5])
+
+
+def test_eval_under_torchrun_shares_the_files_and_equals_one_process(tmp_path):
+    """`eval` through the CLI: two ranks (gloo) score their blocks of a folder into the cache, rank 0
+    writes the one results folder; every value equals the one-process eval's."""
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(12):  # 12 files of different lengths: blocks of 8 -> ranks get 8 and 4
+        t = np.arange(int(16000 * (0.6 + 0.1 * k))) / 16000
+        sf.write(audio / f"f{k:02d}.wav", (0.3 * np.sin(2 * np.pi * (200 + 40 * k) * t)
+                                          + 0.05 * rng.standard_normal(t.size)).astype(np.float32), 16000)
+    args = ["eval", "--codec", "lowpass", "--audio", str(audio), "--metrics", "si_sdr,mel_distance,kad", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "benchmark", *args, "--out", str(tmp_path / "one"), "--cache",
+                          str(tmp_path / "c1")], env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "benchmark", *args, "--out", str(tmp_path / "two"), "--cache", str(tmp_path / "c2")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    records = [json.loads((tmp_path / "two" / "ranks" / f"rank-{k}.json").read_text()) for k in (0, 1)]
+    assert [(r["state"], r["scored"]) for r in records] == [("done", 8), ("done", 4)]
+    agreement = compare_runs(tmp_path / "one", tmp_path / "two")
+    assert agreement.compared > 30 and agreement.within(1e-6), agreement.worst[:3]
