@@ -85,6 +85,7 @@ class EmbeddingAccumulator:
         self.metric = metric
         self.items: dict[str, dict[str, Any]] = {}
         self._open: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, str] = {}  # item -> why the set metric could not take it
 
     def update(self, item: str, reference: np.ndarray, estimate: np.ndarray, sample_rate: int, start: int,
                label: str) -> None:
@@ -112,9 +113,15 @@ class EmbeddingAccumulator:
     def discard(self, item: str) -> None:
         self._open.pop(item, None)
 
+    def fail(self, item: str, message: str) -> None:
+        """``item`` could not be taken (:func:`check_complete` then refuses sets holding it)."""
+        self.discard(item)
+        self.failed[item] = message
+
     def compute(self, items: list[str]) -> SetMetricResult:
         """The metric over ``items`` (those not accumulated are left out). The reference hash
         covers the reference content of exactly those items, whatever their ids and order."""
+        check_complete(self, items)
         chosen = [i for i in items if i in self.items]
         if len(chosen) < 2:
             raise ValueError(f"{self.metric.card.name}: needs at least 2 scored items, got {len(chosen)}")
@@ -138,6 +145,7 @@ class AudioAccumulator:
         self.metric = metric
         self.items: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._open: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = {}
+        self.failed: dict[str, str] = {}  # item -> why the set metric could not take it
 
     def update(self, item: str, reference: np.ndarray, estimate: np.ndarray, sample_rate: int, start: int,
                label: str) -> None:
@@ -152,7 +160,13 @@ class AudioAccumulator:
     def discard(self, item: str) -> None:
         self._open.pop(item, None)
 
+    def fail(self, item: str, message: str) -> None:
+        """``item`` could not be taken (:func:`check_complete` then refuses sets holding it)."""
+        self.discard(item)
+        self.failed[item] = message
+
     def compute(self, items: list[str]) -> SetMetricResult:
+        check_complete(self, items)
         chosen = [i for i in items if i in self.items]
         if len(chosen) < 2:
             raise ValueError(f"{self.metric.card.name}: needs at least 2 scored items, got {len(chosen)}")
@@ -160,6 +174,16 @@ class AudioAccumulator:
         refs = [resample(self.items[i][0][None], self.items[i][2], rate)[0] for i in chosen]
         ests = [resample(self.items[i][1][None], self.items[i][2], rate)[0] for i in chosen]
         return self.metric.compute(refs, ests, rate, ids=chosen)
+
+
+def check_complete(accumulator, items: list[str]) -> None:
+    """Refuse a set some of whose items the set metric could not take: its value would be over
+    another set than the other codecs' (FAD's reference set must be the same for all)."""
+    failed = [i for i in items if i in accumulator.failed]
+    if failed:
+        raise ValueError(f"{accumulator.metric.card.name}: {len(failed)} of the {len(items)} items could not be "
+                         f"taken, e.g. {accumulator.failed[failed[0]]}; the set would differ from the other codecs' "
+                         "(the items' other metrics are kept)")
 
 
 def accumulator_for(metric: SetMetric):
@@ -245,7 +269,14 @@ class Scorer:
                 if accumulators and not all(silent):
                     reference, estimate = np.mean(refs, axis=0), np.mean(ests, axis=0)
                     for acc in accumulators:
-                        acc.update(stream.item.id, reference, estimate, segment.sample_rate, segment.start, label)
+                        if stream.item.id in acc.failed:
+                            continue
+                        try:  # a clip the set metric cannot take fails that metric, not the item's others
+                            acc.update(stream.item.id, reference, estimate, segment.sample_rate, segment.start,
+                                       label)
+                        except Exception as exc:
+                            acc.fail(stream.item.id, f"{label}: {describe(exc)}")
+                            self.log(f"[{stream.item.id}] {acc.metric.card.name}: {describe(exc)}")
             state.streamed = True
             result.facts, result.coding, result.notes = stream.facts, stream.coding, list(stream.notes)
         except Exception as exc:

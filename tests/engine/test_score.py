@@ -227,3 +227,32 @@ def test_pool_batches_are_collected_later_and_a_failing_one_is_retried_item_by_i
         else:
             assert results[f"b{i}.wav"].values["picky"] == pytest.approx(snr, abs=1e-3)
     assert deferred.singles == 2  # only the failed batch (b4, b5) was scored again, one by one
+
+
+class LoudnessShyBackbone(plugins.BandEnergyBackbone):
+    """Refuses loud clips: a set metric that cannot take one item."""
+
+    name = "loudness-shy"
+
+    def embed_at_rate(self, audio):
+        if np.abs(audio).max() > 0.8:
+            raise ValueError("clip too loud for this backbone")
+        return super().embed_at_rate(audio)
+
+
+def test_a_clip_a_set_metric_cannot_take_fails_that_metric_and_keeps_the_items_other_metrics(tmp_path):
+    """The item keeps its SI-SDR; the set metric refuses any set holding it (naming it), because
+    its value would be over another set than the other codecs'; a set without it is computed."""
+    rng = np.random.default_rng(1)
+    quiet = [item_for(write(tmp_path / f"q{i}.wav", 0.1 * rng.standard_normal((1, SR // 2)))) for i in range(3)]
+    loud = item_for(write(tmp_path / "loud.wav", np.clip(0.95 * np.sign(rng.standard_normal((1, SR // 2))), -1, 1)))
+    fad = FAD(backbone="tests.engine.test_score:LoudnessShyBackbone", cache=False)
+    scorer = Scorer([SISDR(), fad])
+    source = CodecSource(plugins.CountingCodec(), chunk_seconds=1.0, overlap_seconds=0.05)
+    results = score_all(scorer, [source.stream(it, None) for it in [*quiet, loud]])
+    assert all(r.ok and r.values["si_sdr"] == 150.0 for r in results.values())
+    accumulator = scorer.accumulators["fad"]
+    assert set(accumulator.failed) == {"loud.wav"} and "too loud" in accumulator.failed["loud.wav"]
+    with pytest.raises(ValueError, match=r"fad: 1 of the 4 items could not be taken, e\.g\. loud\.wav.*too loud"):
+        accumulator.compute([it.id for it in [*quiet, loud]])
+    assert accumulator.compute([it.id for it in quiet]).settings["n_estimate_clips"] == 3
