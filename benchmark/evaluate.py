@@ -103,7 +103,8 @@ def _segment_seconds(text: str) -> float | None:
     return value or None
 
 
-def _options(pairs: list[str], what: str) -> dict[str, Any]:
+def parse_options(pairs: list[str], what: str) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: YAML-typed v}``; a pair without ``=`` is an error naming ``what``."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -117,7 +118,7 @@ def _options(pairs: list[str], what: str) -> dict[str, Any]:
 
 def metric_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for key, value in _options(args.metric_option, "--metric-option").items():
+    for key, value in parse_options(args.metric_option, "--metric-option").items():
         if "." not in key:
             raise EvalError(f"--metric-option {key}=...: expected METRIC.KEY=VALUE, e.g. visqol.mode=speech")
         metric, option = key.split(".", 1)
@@ -196,7 +197,7 @@ def eval_command(args: argparse.Namespace) -> int:
             raise EvalError(f"{args.audio}: not a folder")
         from benchmark.codecs import create_codec
 
-        codec_options = _options(args.codec_option, "--codec-option")
+        codec_options = parse_options(args.codec_option, "--codec-option")
         codec = create_codec(args.codec, **codec_options).to(device)
         if not codec.info.can_decode:
             raise EvalError(f"codec {args.codec!r} is feature-only (cannot decode); nothing to evaluate")
@@ -237,21 +238,14 @@ def eval_command(args: argparse.Namespace) -> int:
     if ranks.distributed:  # torchrun: every rank scores its share into the cache, rank 0 the rest
         from benchmark.engine.distributed import RankRecord, barrier, process_group, reconstruct_shard
         from benchmark.engine.run import StageTimer
-        from benchmark.engine.score import describe
-
         block = source.batch_items if isinstance(source, CodecSource) else 8
         record, timer = RankRecord(out, ranks, device), StageTimer()
-        record.update()
         with process_group(ranks):
-            try:
+            with record.tracking(timer):
                 reconstruct_shard([source], items, metrics, ranks, block=block, segment_seconds=args.segment_seconds,
                                   max_seconds=args.max_seconds, cache=cache, metric_options=options,
                                   progress=not args.quiet and ranks.main, log=lambda m: print(m, file=sys.stderr),
                                   timer=timer, record=record)
-            except BaseException as exc:
-                record.update("failed", stages=timer.stages, error=describe(exc))
-                raise
-            record.update("done", stages=timer.stages)
             barrier(ranks)
         if not ranks.main:
             return 0

@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    import yaml
+    from benchmark.evaluate import parse_options
 
-    options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.codec_option)}
+    options = parse_options(args.codec_option, "--codec-option")
     codec = create_codec(args.codec, **options).to(args.device)
     items = load_items(args)
     metrics = build_metrics([m for m in args.metrics.split(",") if m], {}, cache_dir=None, reference_name="precision",

@@ -121,17 +121,10 @@ def codec_options(args: argparse.Namespace) -> list[str]:
 
 
 def build_codec(name: str, options: list[str], device: str):
-    import yaml
-
     from benchmark.codecs.registry import create_codec
+    from benchmark.evaluate import parse_options
 
-    kwargs = {}
-    for pair in options:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--codec-option {pair!r}: expected KEY=VALUE")
-        kwargs[key.strip()] = yaml.safe_load(value)
-    codec = create_codec(name, **kwargs).to(device)
+    codec = create_codec(name, **parse_options(options, "--codec-option")).to(device)
     if str(device).startswith("cuda"):  # the engine's timers do not synchronise: make each call complete
         for method in ("encode", "decode"):
             call = getattr(codec, method)

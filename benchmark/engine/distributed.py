@@ -176,6 +176,19 @@ class RankRecord:
                                      "pid": os.getpid(), "device": device, "state": "running",
                                      "started": time.time(), "stages": {}}
 
+    @contextlib.contextmanager
+    def tracking(self, timer: Any) -> Iterator["RankRecord"]:
+        """``running`` inside, then ``done`` or ``failed`` (with the error), the ``timer``'s stages each time."""
+        from benchmark.engine.score import describe
+
+        self.update("running", stages=timer.stages)
+        try:
+            yield self
+        except BaseException as exc:
+            self.update("failed", stages=timer.stages, error=describe(exc))
+            raise
+        self.update("done", stages=timer.stages)
+
     def update(self, state: str | None = None, stages: dict | None = None, **extra: Any) -> None:
         if state is not None:
             self.data["state"] = state

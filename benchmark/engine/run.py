@@ -756,7 +756,6 @@ class Pipeline:
         ranks, cfg = self.ranks, self.config
         cfg.device = ranks.device(cfg.device)  # device and workers are not in the run hash
         record = RankRecord(self.run_dir, ranks, cfg.device)
-        record.update()
         main_store = self.store
         self.store = ResultsStore(self.run_dir / "ranks" / f"rank-{ranks.rank}", cfg.run_name, cfg.hash())
         runs: list[CodecRun] = []
@@ -764,32 +763,30 @@ class Pipeline:
         claim_device(cfg.device)
         (self.run_dir / "ranks" / f"rank-{ranks.rank}" / "errors.csv").unlink(missing_ok=True)  # an earlier launch's
         try:
-            if ranks.main:
-                self.items()  # the built-in dataset is generated once, by rank 0 with every worker
-            barrier(ranks)
-            items, recon_items = self.items(), self.reconstruction_items()
-            self.train_all(shard=True)
-            barrier(ranks)
-            cfg.workers = ranks.workers(launch_workers)  # the node's cores are shared by its ranks
-            runs = self.build_codecs(trained_only=True)
-            block = max(1, cfg.batch_items)  # one codec batch of a one-process run
-            if cfg.tasks:
-                mine = ranks.blocks(items, block)
-                for run in runs:
-                    with self.timer.stage(f"shard encode {run.label}", len(mine)):
-                        self.encode_items(run, mine)
-            decoding = [r for r in runs if r.codec.info.can_decode]
-            if decoding and cfg.metrics:
-                reconstruct_shard([self.source(r) for r in decoding], recon_items, self.metrics(), ranks, block=block,
-                                  segment_seconds=cfg.segment_seconds, max_seconds=None, cache=self.cache,
-                                  metric_options=cfg.metric_options, hashes=self.hashes, progress=self.progress,
-                                  log=self.log, timer=self.timer, record=record)
-            if self.store.errors:
-                self.store.write()
-            record.update("done", stages=self.timer.stages, errors=len(self.store.errors))
-        except BaseException as exc:
-            record.update("failed", stages=self.timer.stages, error=describe(exc))
-            raise
+            with record.tracking(self.timer):
+                if ranks.main:
+                    self.items()  # the built-in dataset is generated once, by rank 0 with every worker
+                barrier(ranks)
+                items, recon_items = self.items(), self.reconstruction_items()
+                self.train_all(shard=True)
+                barrier(ranks)
+                cfg.workers = ranks.workers(launch_workers)  # the node's cores are shared by its ranks
+                runs = self.build_codecs(trained_only=True)
+                block = max(1, cfg.batch_items)  # one codec batch of a one-process run
+                if cfg.tasks:
+                    mine = ranks.blocks(items, block)
+                    for run in runs:
+                        with self.timer.stage(f"shard encode {run.label}", len(mine)):
+                            self.encode_items(run, mine)
+                decoding = [r for r in runs if r.codec.info.can_decode]
+                if decoding and cfg.metrics:
+                    reconstruct_shard([self.source(r) for r in decoding], recon_items, self.metrics(), ranks,
+                                      block=block, segment_seconds=cfg.segment_seconds, max_seconds=None,
+                                      cache=self.cache, metric_options=cfg.metric_options, hashes=self.hashes,
+                                      progress=self.progress, log=self.log, timer=self.timer, record=record)
+                if self.store.errors:
+                    self.store.write()
+                record.update(errors=len(self.store.errors))
         finally:
             self.store, cfg.workers = main_store, launch_workers  # rank 0's pass has the node to itself
             runs.clear()  # rank 0 builds its codecs again; free these first (GPU memory)

@@ -198,3 +198,17 @@ def test_eval_under_torchrun_shares_the_files_and_equals_one_process(tmp_path):
     assert [(r["state"], r["scored"]) for r in records] == [("done", 8), ("done", 4)]
     agreement = compare_runs(tmp_path / "one", tmp_path / "two")
     assert agreement.compared > 30 and agreement.within(1e-6), agreement.worst[:3]
+
+
+def test_a_rank_record_says_failed_with_the_error_when_the_shard_raises(tmp_path):
+    from benchmark.engine.distributed import RankRecord, rank_stages
+    from benchmark.engine.run import StageTimer
+
+    record, timer = RankRecord(tmp_path, Ranks(0, 2), "cpu"), StageTimer()
+    with pytest.raises(RuntimeError, match="disk full"):
+        with record.tracking(timer):
+            with timer.stage("shard encode x", 3):
+                raise RuntimeError("disk full")
+    (saved,) = rank_stages(tmp_path)
+    assert saved["state"] == "failed" and "disk full" in saved["error"]
+    assert saved["stages"]["shard encode x"]["items"] == 3
