@@ -11,8 +11,9 @@ process, with the paper configuration and the same random weights:
 asserts that the outputs agree (max |difference| below 1e-3 for the tanh-scale latents and
 for the audio: float32 summation-order differences grow with length, about 1e-4 at 10 s), and
 prints wall time, process CPU time and peak RSS increase for each, with official/ours
-ratios. Our runs use the public API with its inference settings (channels-last weights on
-CPU); "ours, chunked" additionally uses the default overlapping chunking for long inputs
+ratios. Our runs use the public API with its inference settings (on CPU: NCHW weights and
+Winograd convolutions, :mod:`benchmark.music2latent.kernels`, and heap reuse); "ours,
+chunked" additionally uses the default overlapping chunking for long inputs
 (its output then differs slightly from a one-pass decode, so it is not compared).
 
 The official package is only called (CC BY-NC 4.0); it needs ``huggingface_hub`` importable
@@ -26,8 +27,21 @@ Usage::
 
     python scripts/bench_music2latent_speed.py --device cuda --dtype bf16   # on a GPU
 
-Timings on a shared machine are noisy: each figure is the minimum over repeats (official and
-ours interleaved); the load average is printed for context.
+Timings on a shared machine are noisy: each figure is the minimum over repeats; the load
+average is printed for context. All official runs come first: ours switch glibc's allocator to
+reuse freed memory while they run (:mod:`benchmark.music2latent.heap`), and ``mallopt`` settings
+outlive that (they freeze glibc's dynamic mmap threshold), so an official run after ours would
+not run under the allocator it gets by default. ``--official-heap-reuse`` runs the official code
+inside the same heap policy instead, which compares the code alone.
+
+Last, the script prints the roofline of ours for the first duration
+(:mod:`benchmark.music2latent.roofline`): time, GFLOP, achieved GFLOP/s and its share of this
+machine's measured fp32 and bf16 matmul peaks, per stage (encoder, decoder pyramid, UNet step,
+STFT/iSTFT) and per kind of operation (convolutions, norms, attention, the rest). CPU only.
+
+On CPU, ``--dtype bf16`` runs ours under CPU bf16 autocast (the official code runs fp32); the
+output differences are printed, not asserted. It only pays off on CPUs with native bf16
+(AVX512-BF16 / AMX); the roofline's bf16 peak shows whether this one has it.
 
 On CUDA, times are taken after ``torch.cuda.synchronize()`` (after one untimed warm-up call
 per case, which also absorbs cuDNN autotuning) and the memory column is the peak GPU memory
@@ -65,7 +79,10 @@ from benchmark.music2latent.convert import convert_official_state_dict  # noqa: 
 from benchmark.music2latent.frontend import SpectralFrontend  # noqa: E402
 from benchmark.music2latent.inference import (decode_latents, encode_audio,  # noqa: E402
                                               prepare_for_inference)
+from benchmark.music2latent.heap import reuse_freed_memory  # noqa: E402
 from benchmark.music2latent.model import Music2Latent, randomize_parameters  # noqa: E402
+from benchmark.music2latent.roofline import (format_roofline, measure_peaks,  # noqa: E402
+                                             profile_inference)
 
 SAMPLE_RATE = 44100
 OFFICIAL_SCALE = 0.06
@@ -159,8 +176,14 @@ def main() -> None:
                         help="skip the 'ours, chunked' rows")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
-                        help="CUDA only for fp16/bf16: ours under torch.autocast(dtype); the "
-                             "official code always autocasts to fp16 on CUDA unless fp32")
+                        help="ours under torch.autocast(dtype) (fp16: CUDA only); the official "
+                             "code autocasts to fp16 on CUDA unless fp32 and runs fp32 on CPU")
+    parser.add_argument("--no-roofline", action="store_true",
+                        help="skip the per-stage roofline of ours (one more encode + decode "
+                             "of the first duration, profiled)")
+    parser.add_argument("--official-heap-reuse", action="store_true",
+                        help="run the official code inside the same heap policy as ours "
+                             "(benchmark.music2latent.heap): the code-only comparison")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -173,8 +196,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     official_pkg = import_official()
-    if args.dtype != "fp32" and device.type != "cuda":
-        sys.exit("--dtype fp16/bf16 is for CUDA (on CPU both implementations run fp32)")
+    if args.dtype == "fp16" and device.type != "cuda":
+        sys.exit("--dtype fp16 is for CUDA (on CPU: fp32 or bf16)")
     if args.dtype == "fp32":
         # the official package autocasts to fp16 on CUDA (hparams.mixed_precision = True)
         for module in (official_pkg.inference, official_pkg.utils):
@@ -200,6 +223,7 @@ def main() -> None:
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) \
         if amp_dtype is not None else contextlib.nullcontext
 
+    official_heap = reuse_freed_memory if args.official_heap_reuse else contextlib.nullcontext
     rows = []
     for seconds in args.seconds:
         audio = music_like(seconds)
@@ -209,7 +233,8 @@ def main() -> None:
 
         # the closures run within this iteration; defaults bind its values all the same
         def enc_official(audio=audio):
-            return api.encode(audio)
+            with official_heap():
+                return api.encode(audio)
 
         def enc_ours(audio=audio):
             return encode_audio(ours, frontend, audio, chunk_seconds=None)
@@ -221,7 +246,8 @@ def main() -> None:
 
         def dec_official(z_holder=z_holder):
             torch.manual_seed(1)
-            return api.decode(z_holder["z"] / OFFICIAL_SCALE)
+            with official_heap():
+                return api.decode(z_holder["z"] / OFFICIAL_SCALE)
 
         def dec_ours(z_holder=z_holder, noise_shape=noise_shape):
             torch.manual_seed(1)
@@ -241,19 +267,22 @@ def main() -> None:
         results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         outputs: dict[tuple[str, str], torch.Tensor] = {}
         warm_up = device.type == "cuda"
-        for rep in range(-1 if warm_up else 0, args.repeats):
-            for task, who, fn in cases:
-                if task == "decode" and "z" not in z_holder:
-                    z_holder["z"] = outputs[("encode", "ours")]
-                with autocast():
-                    out, wall, cpu, mem = measure(fn, device)
-                if rep < 0:  # untimed warm-up (CUDA context, cuDNN autotuning)
-                    outputs[(task, who)] = torch.as_tensor(out).float().cpu()
-                    continue
-                outputs[(task, who)] = torch.as_tensor(out).float().cpu()
-                results.setdefault((task, who), []).append((wall, cpu, mem))
-                print(f"  {seconds:5.1f} s  {task}  {who:14s} repeat {rep}: wall {wall:7.2f} s, "
-                      f"cpu {cpu:7.2f} s, peak +{mem:7.0f} MiB", flush=True)
+        # every official run first: ours change glibc's allocator settings (heap reuse, see
+        # benchmark.music2latent.heap), which would otherwise carry over into the official runs
+        order = [(rep, case) for who_first in (True, False)
+                 for rep in range(-1 if warm_up else 0, args.repeats)
+                 for case in cases if (case[1] == "official") == who_first]
+        for rep, (task, who, fn) in order:
+            if task == "decode" and "z" not in z_holder:  # both decoders get the same latents
+                z_holder["z"] = outputs[("encode", "official")] * OFFICIAL_SCALE
+            with autocast():
+                out, wall, cpu, mem = measure(fn, device)
+            outputs[(task, who)] = torch.as_tensor(out).float().cpu()
+            if rep < 0:  # untimed warm-up (CUDA context, cuDNN autotuning)
+                continue
+            results.setdefault((task, who), []).append((wall, cpu, mem))
+            print(f"  {seconds:5.1f} s  {task}  {who:14s} repeat {rep}: wall {wall:7.2f} s, "
+                  f"cpu {cpu:7.2f} s, peak +{mem:7.0f} MiB", flush=True)
         # identical outputs
         z_off = outputs[("encode", "official")] * OFFICIAL_SCALE
         z_ours = outputs[("encode", "ours")]
@@ -283,6 +312,15 @@ def main() -> None:
         print(f"{s:5.0f}s {task:6} {who:14} {w_off:9.2f} {w_ours:9.2f} {w_off / w_ours:6.2f} "
               f"{c_off:8.2f} {c_ours:8.2f} {c_off / c_ours:6.2f} {m_off:8.0f} {m_ours:8.0f}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if not args.no_roofline and device.type == "cpu":  # per-op timing needs a synchronous device
+        seconds = args.seconds[0]
+        audio = torch.as_tensor(music_like(seconds)).to(device)
+        with autocast():
+            timer, wall, _ = profile_inference(ours, frontend, audio)
+        print()
+        print(format_roofline(timer, wall, measure_peaks(),
+                              title=f"roofline of ours, {seconds:.0f} s of audio, {args.dtype}: "
+                                    "one encode + one decode, every ATen call timed"))
 
 
 if __name__ == "__main__":

@@ -261,7 +261,7 @@ class AutoencoderCodec(SpectralModelCodec):
     """
 
     name = "autoencoder"
-    version = "1"
+    version = "2"  # 2: Winograd CPU convolutions (NCHW inference layout)
     stochastic = False
     description_prefix = "autoencoder"
 

@@ -199,7 +199,7 @@ class DiffusionAECodec(AutoencoderCodec):
     """
 
     name = "diffusion_ae"
-    version = "2"  # 2: noise addressed by the rows' names (input audio) when the engine gives them
+    version = "3"  # 2: noise addressed by the rows' names (input audio); 3: Winograd CPU convolutions
     stochastic = True
     description_prefix = "diffusion-decoder autoencoder (Music2Latent network, EDM denoiser)"
 

@@ -143,7 +143,7 @@ class Music2LatentCodec(SpectralModelCodec):
     """
 
     name = "music2latent"
-    version = "2"  # 2: noise addressed by the rows' names (input audio) when the engine gives them
+    version = "3"  # 2: noise addressed by the rows' names (input audio); 3: Winograd CPU convolutions
 
     def __init__(self, checkpoint: str | None = None, preset: str = "paper", steps: int = 1,
                  seed: int = 0, device: str = "cpu",

@@ -26,6 +26,7 @@ the seed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from typing import Callable, Sequence
@@ -33,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from benchmark.music2latent import heap, kernels
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.model import Music2Latent
 
@@ -97,14 +99,21 @@ def latent_keys(z: torch.Tensor) -> list[str]:
 
 def prepare_for_inference(model: Music2Latent, channels_last: bool | None = None
                           ) -> Music2Latent:
-    """Put ``model`` in eval mode and, on CPU (default) or when asked, store its weights
-    channels-last (NHWC), which oneDNN convolutions run markedly faster with. Values and
-    state-dict keys are unchanged. Returns the model."""
+    """Put ``model`` in eval mode and choose the memory layout of its weights (hence of its
+    activations) for inference.
+
+    ``channels_last=None`` (default): on CPU, NCHW when NNPACK's Winograd convolutions are
+    available (:func:`~benchmark.music2latent.kernels.winograd_available`; the fast path of
+    :mod:`benchmark.music2latent.kernels`), otherwise channels-last (NHWC), which oneDNN's
+    direct convolutions run markedly faster with; other devices keep their layout. ``True`` or
+    ``False`` force one. Values and state-dict keys are unchanged. Returns the model.
+    """
     model.eval()
     if channels_last is None:
-        channels_last = _device(model).type == "cpu"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+        if _device(model).type != "cpu":
+            return model
+        channels_last = not kernels.winograd_available()
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return model
 
 
@@ -185,6 +194,11 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _heap_policy(device: torch.device) -> contextlib.AbstractContextManager:
+    """CPU passes reuse freed activation memory (:func:`heap.reuse_freed_memory`)."""
+    return heap.reuse_freed_memory() if device.type == "cpu" else contextlib.nullcontext()
+
+
 def min_decode_overlap(config) -> int:
     """Fewest latent frames two decoder chunks must share so that some samples are fully
     reconstructed by both (outside the ``n_fft - hop`` attenuated edges): 1 for the paper."""
@@ -237,7 +251,7 @@ def _encode_chunked(model: Music2Latent, frontend: SpectralFrontend, audio: np.n
     spans = plan_chunks(total, chunk, overlap)
     spl, edge = c.samples_per_latent, c.edge_samples
     outs: list[torch.Tensor] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _heap_policy(device):
         prev_end = 0
         for start, end in spans:
             segment = wave[:, start * spl:end * spl + edge]
@@ -315,7 +329,7 @@ def decode_latents(model: Music2Latent, frontend: SpectralFrontend,
     spans = plan_chunks(total, chunk_latents, overlap)
     spl, edge, dt = c.samples_per_latent, c.edge_samples, c.downsample_time
     out = torch.zeros(batch, frontend.samples_for_latents(total))
-    with torch.inference_mode():
+    with torch.inference_mode(), _heap_policy(device):
         prev_end = 0
         for start, end in spans:
             pyramid = model.decode_pyramid(z[..., start:end])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.music2latent.config import norm_groups
+from benchmark.music2latent.kernels import Conv2d, conv2d
 
 
 class AccurateGroupNorm(nn.GroupNorm):
@@ -90,7 +91,7 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 def _conv(dims: int, cin: int, cout: int, kernel: int) -> nn.Module:
-    cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    cls = Conv2d if dims == 2 else nn.Conv1d
     return cls(cin, cout, kernel, padding=kernel // 2)
 
 
@@ -120,8 +121,10 @@ class FreqAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 2, 4, 1, 5).reshape(3, b * t, self.heads, f, d).unbind(0)
         h = F.scaled_dot_product_attention(q, k, v)  # [B*T, heads, F, d]
         h = h.reshape(b, t, self.heads, f, d).permute(0, 3, 1, 2, 4).reshape(b, f, t, c)
-        h = self.out(h).permute(0, 3, 1, 2)  # [B, C, F, T]
-        return h.add_(x) if not torch.is_grad_enabled() else x + h
+        h = self.out(h).permute(0, 3, 1, 2)  # [B, C, F, T], channels-last strides
+        if not torch.is_grad_enabled() and h.stride() == x.stride():
+            return h.add_(x)  # channels-last model: h is fresh and already in x's layout
+        return x + h  # in x's layout
 
 
 class ResBlock(nn.Module):
@@ -175,7 +178,7 @@ class ResBlock(nn.Module):
     @staticmethod
     def _conv(conv: nn.Module, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if isinstance(conv, nn.Conv2d):
-            return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding)
+            return conv2d(x, conv.weight, bias, conv.stride, conv.padding)
         return F.conv1d(x, conv.weight, bias, conv.stride, conv.padding)
 
 
@@ -189,9 +192,9 @@ class Downsample(nn.Module):
         self.norm = group_norm(cin) if prenorm else nn.Identity()
         if freq_only:
             k = factor + 1
-            self.conv = nn.Conv2d(cin, cout, (k, 1), stride=(factor, 1), padding=(k // 2, 0))
+            self.conv = Conv2d(cin, cout, (k, 1), stride=(factor, 1), padding=(k // 2, 0))
         else:
-            self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+            self.conv = Conv2d(cin, cout, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.norm(x))
@@ -230,7 +233,7 @@ class Upsample(nn.Module):
         super().__init__()
         self.scale = (factor, 1) if freq_only else (2, 2)
         k = (factor + 1, 1) if freq_only else (3, 3)
-        self.conv = nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2))
+        self.conv = Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2))
         (th, self._off_h, self._wh), (tw, self._off_w, self._ww) = (
             _phase_taps(s, kk) for s, kk in zip(self.scale, k))
         self.register_buffer("_taps_h", th, persistent=False)
@@ -244,9 +247,9 @@ class Upsample(nn.Module):
         pads = (-min(self._off_w), max(o + self._ww - 1 for o in self._off_w),
                 -min(self._off_h), max(o + self._wh - 1 for o in self._off_h))
         if pads[0] == pads[1] and pads[2] == pads[3]:  # zero padding inside the conv: no copy
-            y = F.conv2d(x, kernels, self.conv.bias.repeat(sh * sw), padding=(pads[2], pads[0]))
+            y = conv2d(x, kernels, self.conv.bias.repeat(sh * sw), padding=(pads[2], pads[0]))
         else:
-            y = F.conv2d(F.pad(x, pads), kernels, self.conv.bias.repeat(sh * sw))
+            y = conv2d(F.pad(x, pads), kernels, self.conv.bias.repeat(sh * sw))
         oh = [o + pads[2] for o in self._off_h]
         ow = [o + pads[0] for o in self._off_w]
         if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():

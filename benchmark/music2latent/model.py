@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from benchmark.music2latent.config import Music2LatentConfig
+from benchmark.music2latent.kernels import Conv2d, conv2d
 from benchmark.music2latent.layers import (INV_SQRT2, INV_SQRT3, Downsample, FreqGain,
                                            NoiseEmbedding, ResBlock, Upsample, group_norm,
                                            mlp, zero_init)
@@ -48,7 +49,7 @@ class Encoder(nn.Module):
     def __init__(self, config: Music2LatentConfig) -> None:
         super().__init__()
         ch = config.channels
-        self.stem = nn.Conv2d(2, ch[0], 3, padding=1)
+        self.stem = Conv2d(2, ch[0], 3, padding=1)
         self.gain = FreqGain(config.freq_bins) if config.freq_scaling else None
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -149,7 +150,7 @@ def _merge(cross: nn.Module, source: torch.Tensor, scale: float,
            *terms: torch.Tensor) -> torch.Tensor:
     """``scale * (cross(source) + sum(terms))`` for a 1x1 conv ``cross``, with ``scale``
     folded into the conv's weights so that each term costs one pass over memory."""
-    out = torch.nn.functional.conv2d(source, cross.weight * scale, cross.bias * scale)
+    out = conv2d(source, cross.weight * scale, cross.bias * scale)
     for t in terms:
         out = out.add_(t, alpha=scale) if not torch.is_grad_enabled() else out + scale * t
     return out
@@ -172,12 +173,12 @@ class ConsistencyUNet(nn.Module):
                                  zero_last=True)
         else:
             self.scale_in = self.scale_out = None
-        self.stem = nn.Conv2d(2, ch[0], 3, padding=1)
+        self.stem = Conv2d(2, ch[0], 3, padding=1)
         top = config.levels - 1
 
         def cross(lvl: int, j: int) -> nn.Module:
             if config.cross_connections or (lvl == top and j == 0):
-                return nn.Conv2d(ch[lvl], ch[lvl], 1)
+                return Conv2d(ch[lvl], ch[lvl], 1)
             return nn.Identity()
 
         def block(lvl: int) -> ResBlock:
@@ -193,7 +194,7 @@ class ConsistencyUNet(nn.Module):
         self.downs = nn.ModuleList(Downsample(ch[l], ch[l + 1], bool(config.freq_downsample[l]),
                                               config.freq_factor) for l in range(top))
         self.up_cross = nn.ModuleList(
-            nn.ModuleList(nn.Conv2d(ch[l], ch[l], 1) if config.cross_connections
+            nn.ModuleList(Conv2d(ch[l], ch[l], 1) if config.cross_connections
                           else nn.Identity() for _ in range(n[l]))
             for l in range(config.levels))
         self.up_blocks = nn.ModuleList(nn.ModuleList(block(l) for _ in range(n[l]))
@@ -201,9 +202,9 @@ class ConsistencyUNet(nn.Module):
         # ups[l - 1]: level l -> l - 1
         self.ups = nn.ModuleList(Upsample(ch[l], ch[l - 1], bool(config.freq_downsample[l - 1]),
                                           config.freq_factor) for l in range(1, top + 1))
-        self.head_cross = nn.Conv2d(ch[0], ch[0], 1) if config.cross_connections else None
+        self.head_cross = Conv2d(ch[0], ch[0], 1) if config.cross_connections else None
         self.head_norm = group_norm(ch[0])
-        self.head_conv = zero_init(nn.Conv2d(ch[0], 2, 3, padding=1))
+        self.head_conv = zero_init(Conv2d(ch[0], 2, 3, padding=1))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor,
                 pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
