@@ -102,17 +102,17 @@ def prepare_for_inference(model: Music2Latent, channels_last: bool | None = None
     """Put ``model`` in eval mode and choose the memory layout of its weights (hence of its
     activations) for inference.
 
-    ``channels_last=None`` (default): on CPU, NCHW when NNPACK's Winograd convolutions are
-    available (:func:`~benchmark.music2latent.kernels.winograd_available`; the fast path of
-    :mod:`benchmark.music2latent.kernels`), otherwise channels-last (NHWC), which oneDNN's
-    direct convolutions run markedly faster with; other devices keep their layout. ``True`` or
+    ``channels_last=None`` (default): on CPU, NCHW when NNPACK's Winograd convolutions pay off
+    for the model's widths (:func:`~benchmark.music2latent.kernels.winograd_pays_off`; the fast
+    path of :mod:`benchmark.music2latent.kernels`), otherwise channels-last (NHWC), which
+    oneDNN's direct convolutions run markedly faster with; other devices keep their layout. ``True`` or
     ``False`` force one. Values and state-dict keys are unchanged. Returns the model.
     """
     model.eval()
     if channels_last is None:
         if _device(model).type != "cpu":
             return model
-        channels_last = not kernels.winograd_available()
+        channels_last = not kernels.winograd_pays_off(model.config.channels)
     model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return model
 

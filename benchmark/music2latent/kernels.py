@@ -20,20 +20,35 @@ size (measured in ``tests/music2latent/test_m2l_kernels.py``), which the decoded
 the official implementation's parity tolerance (``scripts/bench_music2latent_speed.py`` asserts it).
 
 :func:`~benchmark.music2latent.inference.prepare_for_inference` picks the NCHW layout on CPU
-when :func:`winograd_available`, so every encode and decode through the public API and the
-benchmark's codecs takes this path; :class:`Conv2d` is the ``nn.Conv2d`` the model is built of.
+when :func:`winograd_pays_off` for the model (NNPACK available, every level at least
+:data:`WINOGRAD_MIN_CHANNELS` wide: the paper configuration, not the small CPU presets), so
+every encode and decode of such a model through the public API and the benchmark's codecs
+takes this path; :class:`Conv2d` is the ``nn.Conv2d`` the model is built of.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv2d", "conv2d", "winograd_available", "uses_fast_path"]
+__all__ = ["Conv2d", "conv2d", "winograd_available", "winograd_pays_off", "uses_fast_path",
+           "WINOGRAD_MIN_CHANNELS"]
+
+
+#: Narrowest level (channels) from which the Winograd kernels beat oneDNN's channels-last
+#: direct convolution on 2 AVX2 cores (measured: 0.3x at 8 channels, 0.9x at 16-32, 1.3x at 48,
+#: 1.5x at 64, up to 4x at 256); below it a model keeps the channels-last layout.
+WINOGRAD_MIN_CHANNELS = 48
+
+
+def winograd_pays_off(channels: Sequence[int]) -> bool:
+    """Whether a model whose levels have ``channels`` should run the NCHW Winograd path."""
+    return winograd_available() and min(channels) >= WINOGRAD_MIN_CHANNELS
 
 
 @functools.cache
@@ -51,7 +66,10 @@ def uses_fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.ndim == 4
             and x.numel() > 0
             and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.is_contiguous() and not torch.is_autocast_enabled("cpu")
+            # NCHW activations *and* weights: a channels-last model stays on oneDNN even
+            # where one of its maps happens to be NCHW (e.g. right after a reshape)
+            and x.is_contiguous() and weight.is_contiguous()
+            and not torch.is_autocast_enabled("cpu")
             and winograd_available())
 
 

@@ -253,8 +253,12 @@ def _conv_weights(model):
 
 
 @needs_nnpack
-def test_prepare_for_inference_picks_nchw_and_matches_channels_last(tiny, nnpack_calls):
+def test_prepare_for_inference_picks_nchw_and_matches_channels_last(tiny, nnpack_calls,
+                                                                     monkeypatch):
     config, model, frontend = tiny
+    # the tiny model is narrower than the Winograd threshold: lower it to test the wide policy
+    assert not kernels.winograd_pays_off(config.channels)
+    monkeypatch.setattr(kernels, "WINOGRAD_MIN_CHANNELS", min(config.channels))
     fast = prepare_for_inference(Music2Latent(config))
     fast.load_state_dict(model.state_dict())
     slow = prepare_for_inference(Music2Latent(config), channels_last=True)
@@ -289,6 +293,19 @@ def test_prepare_for_inference_picks_nchw_and_matches_channels_last(tiny, nnpack
     audio_slow = decode_latents(slow, frontend, z, seed=5, chunk_latents=None)
     assert audio_fast.abs().max() > 0.01
     torch.testing.assert_close(audio_fast, audio_slow, rtol=0, atol=1e-3)
+
+
+def test_winograd_only_for_wide_models():
+    assert kernels.winograd_pays_off([64, 128, 256, 256, 256]) == winograd_available()
+    assert not kernels.winograd_pays_off([8, 16, 16, 32])  # the cpu preset: channels-last
+    assert not kernels.winograd_pays_off([64, 32])
+
+
+def test_prepare_for_inference_channels_last_for_narrow_models(tiny):
+    config, _, _ = tiny
+    prepared = prepare_for_inference(Music2Latent(config))
+    assert all(w.is_contiguous(memory_format=torch.channels_last)
+               for w in _conv_weights(prepared))
 
 
 def test_prepare_for_inference_channels_last_without_nnpack(tiny, monkeypatch):
