@@ -13,13 +13,16 @@ big blocks from the process heap (``M_MMAP_MAX = 0``) and keep freed ones there 
 allocation (``M_TRIM_THRESHOLD`` unbounded). On exit it hands the unused heap back to the
 kernel (``malloc_trim``) and leaves the allocator in the state glibc's own dynamic threshold
 converges to for large allocations (mmap above 32 MiB, trim above 64 MiB; a ``mallopt`` call
-switches the dynamic adjustment off for good, so the exit state is set explicitly). Peak memory
-is unchanged (measured in ``scripts/bench_music2latent_speed.py``); the values computed are
-identical. On other C libraries, or with ``BENCHMARK_HEAP_REUSE=0`` in the environment, it does
-nothing.
+switches the dynamic adjustment off for good, so the exit state is set explicitly). The values
+computed are identical; the price is memory: freed blocks wait in the heap for reuse, and the
+peak resident set of a 10 s paper-configuration encode / decode grows by ~25 % / ~10 % (see
+``docs/speed.md``). On other C libraries, or with ``BENCHMARK_HEAP_REUSE=0`` in the
+environment, it does nothing.
 
 :func:`~benchmark.music2latent.inference.encode_audio` and
-:func:`~benchmark.music2latent.inference.decode_latents` run inside it on CPU.
+:func:`~benchmark.music2latent.inference.decode_latents` run inside it on CPU for wide models
+(the paper configuration; see ``_heap_policy`` there): small models' maps gain nothing from it,
+and handing the heap back after every call made their many small encodes slower.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import threading
 import pytest
 import torch
 
-from benchmark.music2latent import heap
+from benchmark.music2latent import heap, kernels
 from benchmark.music2latent.config import get_preset
 from benchmark.music2latent.frontend import SpectralFrontend
 from benchmark.music2latent.heap import heap_reuse_available, reuse_freed_memory
@@ -208,7 +208,16 @@ def _record_depth(monkeypatch, model, name, seen):
     monkeypatch.setattr(model, name, wrapped)
 
 
-def test_encode_and_decode_run_inside_the_context(tiny, fake_libc, monkeypatch):
+@pytest.fixture
+def as_wide(monkeypatch):
+    """Make the tiny model count as wide (the heap policy is for models the Winograd path pays
+    off for)."""
+    if not kernels.winograd_available():
+        pytest.skip("NNPACK not available: no model counts as wide")
+    monkeypatch.setattr(kernels, "WINOGRAD_MIN_CHANNELS", 1)
+
+
+def test_encode_and_decode_run_inside_the_context(tiny, fake_libc, monkeypatch, as_wide):
     config, model, frontend = tiny
     seen = []
     for name in ("encode", "decode_pyramid", "denoise"):
@@ -234,7 +243,15 @@ def test_encode_and_decode_run_inside_the_context(tiny, fake_libc, monkeypatch):
     assert fake_libc.calls == []
 
 
-def test_encode_and_decode_enter_the_context_manager(tiny, monkeypatch):
+def test_narrow_models_leave_the_allocator_alone(tiny, fake_libc):
+    config, model, frontend = tiny
+    assert not kernels.winograd_pays_off(config.channels)
+    wave = 0.3 * torch.randn(1, frontend.samples_for_latents(3), generator=torch.Generator().manual_seed(0))
+    decode_latents(model, frontend, encode_audio(model, frontend, wave, chunk_seconds=None))
+    assert fake_libc.calls == []
+
+
+def test_encode_and_decode_enter_the_context_manager(tiny, monkeypatch, as_wide):
     config, model, frontend = tiny
     entered = []
     real = heap.reuse_freed_memory
