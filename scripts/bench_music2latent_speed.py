@@ -275,7 +275,8 @@ def main() -> None:
         for rep, (task, who, fn) in order:
             if task == "decode" and "z" not in z_holder:  # both decoders get the same latents
                 z_holder["z"] = outputs[("encode", "official")] * OFFICIAL_SCALE
-            with autocast():
+            # --dtype is ours: the official code runs as it would (its own fp16 autocast on CUDA)
+            with autocast() if who != "official" else contextlib.nullcontext():
                 out, wall, cpu, mem = measure(fn, device)
             outputs[(task, who)] = torch.as_tensor(out).float().cpu()
             if rep < 0:  # untimed warm-up (CUDA context, cuDNN autotuning)

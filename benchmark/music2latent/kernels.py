@@ -5,8 +5,9 @@ maps (~2.8 TFLOP to decode 10 s of audio at the paper settings), and oneDNN's di
 convolution already runs them at ~80-100 % of this CPU's fp32 matmul peak. What is left is to
 do less arithmetic: :func:`conv2d` runs
 
-- stride-1 3x3 convolutions with NNPACK's Winograd transform (``F(6x6, 3x3)``: 36 products per
-  6x6 output tile instead of 324 for a direct convolution; 1.3-4x faster than oneDNN here),
+- stride-1 3x3 convolutions with NNPACK's Winograd transform (``F(6x6, 3x3)`` on 8x8 tiles: 64
+  products per 6x6 output tile and channel pair instead of 324, ~5x fewer; 1.3-4x faster than
+  oneDNN here, the transforms being memory-bound),
   one batch item at a time, which is both NNPACK's fastest mode and keeps every item's result
   independent of the batch it is in;
 - 1x1 convolutions as one matrix product per item (``[C_out, C_in] @ [C_in, H*W]``) on the
