@@ -276,8 +276,11 @@ class Upsample(nn.Module):
         if not torch.is_grad_enabled() and getattr(self, "_cached", (None,))[0] == key:
             return self._cached[1]
         th, tw = self._taps_h.to(w.dtype), self._taps_w.to(w.dtype)
-        k = torch.tensordot(w, tw, dims=([3], [2]))  # [co, ci, kh, sw, ww]
-        k = torch.tensordot(th, k, dims=([2], [2]))  # [sh, wh, co, ci, sw, ww]
+        # sums of the weights' own taps, in their dtype: under autocast the products would
+        # otherwise come back in bf16/fp16 (and the two contractions in different dtypes)
+        with torch.autocast(device_type=w.device.type, enabled=False):
+            k = torch.tensordot(w, tw, dims=([3], [2]))  # [co, ci, kh, sw, ww]
+            k = torch.tensordot(th, k, dims=([2], [2]))  # [sh, wh, co, ci, sw, ww]
         k = k.permute(0, 4, 2, 3, 1, 5).reshape(-1, w.shape[1], th.shape[1], tw.shape[1])
         if channels_last:
             k = k.contiguous(memory_format=torch.channels_last)

@@ -209,3 +209,18 @@ def test_accurate_group_norm_matches_float64_on_long_channels_last_maps(offset, 
     y_native = norm(x.contiguous())
     assert y_native.requires_grad
     assert float((y_native.double() - reference).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("freq_only", [False, True])
+def test_subpixel_upsampling_under_cpu_bf16_autocast(freq_only):
+    """The phase kernels are computed from the weights in their own dtype even when the first
+    call comes under autocast (it used to fail: 'both inputs should have same dtype')."""
+    torch.manual_seed(0)
+    up = randomize_parameters(Upsample(8, 4, freq_only=freq_only))
+    x = torch.randn(1, 8, 8, 6)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = up(x)
+        assert low.dtype == torch.bfloat16
+        assert up._cached[1].dtype == torch.float32
+        torch.testing.assert_close(low.float(), up.forward_naive(x), rtol=0.05, atol=0.05)
