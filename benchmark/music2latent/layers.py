@@ -18,6 +18,7 @@ same module and parameters, with accurate statistics for channels-last CPU infer
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -278,7 +279,9 @@ class Upsample(nn.Module):
         th, tw = self._taps_h.to(w.dtype), self._taps_w.to(w.dtype)
         # sums of the weights' own taps, in their dtype: under autocast the products would
         # otherwise come back in bf16/fp16 (and the two contractions in different dtypes)
-        with torch.autocast(device_type=w.device.type, enabled=False):
+        no_autocast = (torch.autocast(device_type=w.device.type, enabled=False)
+                       if w.device.type in ("cpu", "cuda") else contextlib.nullcontext())
+        with no_autocast:
             k = torch.tensordot(w, tw, dims=([3], [2]))  # [co, ci, kh, sw, ww]
             k = torch.tensordot(th, k, dims=([2], [2]))  # [sh, wh, co, ci, sw, ww]
         k = k.permute(0, 4, 2, 3, 1, 5).reshape(-1, w.shape[1], th.shape[1], tw.shape[1])
