@@ -28,11 +28,13 @@ Usage::
     python scripts/bench_music2latent_speed.py --device cuda --dtype bf16   # on a GPU
 
 Timings on a shared machine are noisy: each figure is the minimum over repeats; the load
-average is printed for context. All official runs come first: ours switch glibc's allocator to
-reuse freed memory while they run (:mod:`benchmark.music2latent.heap`), and ``mallopt`` settings
-outlive that (they freeze glibc's dynamic mmap threshold), so an official run after ours would
-not run under the allocator it gets by default. ``--official-heap-reuse`` runs the official code
-inside the same heap policy instead, which compares the code alone.
+average is printed for context. For each duration all official runs come first: ours switch
+glibc's allocator to reuse freed memory while they run (:mod:`benchmark.music2latent.heap`), and
+``mallopt`` settings outlive that (they freeze glibc's dynamic mmap threshold), so an official
+run after ours would not run under the allocator it gets by default. With several durations
+that holds for the first one only: time one duration per process for that comparison.
+``--official-heap-reuse`` runs the official code inside the same heap policy instead, which
+compares the code alone.
 
 Last, the script prints the roofline of ours for the first duration
 (:mod:`benchmark.music2latent.roofline`): time, GFLOP, achieved GFLOP/s and its share of this

@@ -13,9 +13,9 @@ do less arithmetic: :func:`conv2d` runs
 - 1x1 convolutions as one matrix product per item (``[C_out, C_in] @ [C_in, H*W]``) on the
   NCHW map, 2.5x faster than oneDNN's NCHW 1x1 kernel;
 
-when the input is a contiguous (NCHW) float32 CPU tensor, gradients are off, CPU autocast is off
-and NNPACK is available; anything else (training, channels-last or GPU tensors, bf16 autocast,
-strided or other kernels) goes to ``torch.nn.functional.conv2d``. Winograd's transforms round
+when the input and the weights are contiguous (NCHW) float32 CPU tensors, gradients are off, CPU
+autocast is off and NNPACK is available; anything else (training, channels-last or GPU tensors,
+bf16 autocast, strided or other kernels) goes to ``torch.nn.functional.conv2d``. Winograd's transforms round
 differently: a convolution's error against float64 grows from ~1e-6 to ~1e-5 of its output's
 size (measured in ``tests/music2latent/test_m2l_kernels.py``), which the decoded audio keeps within
 the official implementation's parity tolerance (``scripts/bench_music2latent_speed.py`` asserts it).
@@ -104,7 +104,6 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def _winograd_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                   ) -> torch.Tensor | None:
     """NNPACK 3x3 'same' convolution, one item at a time; None if NNPACK refuses the call."""
-    weight = weight.contiguous()
     if bias is None:
         bias = weight.new_zeros(weight.shape[0])
     try:

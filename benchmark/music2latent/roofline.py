@@ -27,9 +27,10 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -54,8 +55,7 @@ _MATMULS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.linear, aten.matmu
 
 def _conv_flops(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> int:
     """Direct-convolution arithmetic: 2 * C_in/groups * prod(kernel) per output element."""
-    per_output = 2 * weight.shape[1] * int(torch.tensor(weight.shape[2:]).prod())
-    return per_output * out.numel()
+    return 2 * weight.shape[1] * math.prod(weight.shape[2:]) * out.numel()
 
 
 def op_flops(func, args: tuple, kwargs: dict, out) -> int:
@@ -81,18 +81,17 @@ class Cost:
     calls: int = 0
 
 
-@dataclass
 class OpTimer(TorchDispatchMode):
-    """Times every ATen operation run under it and books it to ``(stage, kind)``.
+    """Times every ATen operation run under it and books it to ``(stage, kind)`` in
+    :attr:`costs`.
 
     ``stage`` and ``kind`` come from :meth:`within` (a stack of labels set by module hooks or
     by the caller); operations outside every stage go to the last of :data:`STAGES`.
     """
 
-    costs: dict[tuple[str, str], Cost] = field(default_factory=lambda: defaultdict(Cost))
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
         super().__init__()
+        self.costs: dict[tuple[str, str], Cost] = defaultdict(Cost)
         self._stages: list[str] = []
         self._kinds: list[str] = []
 
@@ -132,15 +131,14 @@ class OpTimer(TorchDispatchMode):
              ) -> list:
         """Book everything ``module``'s forward runs to ``stage`` / ``kind`` (forward hooks;
         returns their handles)."""
-        entered: list[contextlib.ExitStack] = []
+        entered: list = []  # one open ``within`` per active call (re-entrant modules)
 
         def pre(_module, _inputs):
-            stack = contextlib.ExitStack()
-            stack.enter_context(self.within(stage, kind))
-            entered.append(stack)
+            entered.append(self.within(stage, kind))
+            entered[-1].__enter__()
 
         def post(_module, _inputs, _output):
-            entered.pop().close()
+            entered.pop().__exit__(None, None, None)
 
         return [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
 
